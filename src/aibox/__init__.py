@@ -1,0 +1,3 @@
+"""aibox: policy-enforced sandboxes for AI coding agents."""
+
+__version__ = "0.1.0"

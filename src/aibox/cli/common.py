@@ -1,0 +1,62 @@
+"""Helpers shared by the command modules: context object, output, config access."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from aibox.config import Config, load_config
+
+log = logging.getLogger("aibox")
+
+
+@dataclass
+class AppContext:
+    """State shared by all commands of one invocation."""
+
+    config_path: Path | None = None
+    debug: bool = False
+    _config: Config | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_app = click.make_pass_decorator(AppContext, ensure=True)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print a warning to stderr and log it."""
+    log.warning(message)
+    err.print(f"[yellow]Warning:[/yellow] {message}", markup=True)
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout, without Rich markup."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def workspace_option(function: Any) -> Any:
+    """Add ``--workspace DIR`` (default: the current directory) to a command."""
+    return click.option(
+        "--workspace",
+        "-w",
+        type=click.Path(path_type=Path, file_okay=True, dir_okay=True),
+        default=Path("."),
+        show_default="current directory",
+        help="Workspace directory mounted at /workspace.",
+    )(function)
