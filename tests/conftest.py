@@ -73,7 +73,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """In CI, turn every skip into a failure: a component must not go missing."""
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+    in_ci = os.environ.get("CI") == "true"
+    if in_ci and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr
+        if isinstance(reason, tuple):
+            reason = reason[2]
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which counts as a failure: {reason}"

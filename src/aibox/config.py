@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from aibox import paths
 from aibox.errors import ConfigError
@@ -100,7 +101,7 @@ class NetworkConfig(_Strict):
     def _check_subnet(cls, value: str) -> str:
         network = ipaddress.ip_network(value, strict=True)
         if network.version != 4 or network.prefixlen > 29:
-            raise ValueError(f"subnet {value!r} must be an IPv4 network of /29 or larger")
+            raise ValueError(f"subnet {value!r} must be an IPv4 network, /29 or larger")
         return value
 
     @field_validator("static_addresses")
@@ -156,7 +157,7 @@ class Config(_Strict):
     caches: tuple[str, ...] = ("maven", "gradle", "npm", "pip", "nuget", "bazel")
 
 
-def _describe_error(error: dict[str, Any]) -> str:
+def _describe_error(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind = error["type"]
     value = error.get("input")
@@ -197,7 +198,7 @@ def load_config(path: Path | None = None) -> Config:
         if explicit or "AIBOX_CONFIG" in os.environ:
             raise ConfigError(
                 f"config file not found: {target}",
-                hint="Create it with 'aibox setup' or point --config at an existing file.",
+                hint="Create it with 'aibox setup' or point --config at a file.",
             )
         return Config()
     data = load_yaml_file(target, what="config")

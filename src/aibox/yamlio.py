@@ -11,7 +11,7 @@ from aibox.errors import UsageError
 
 
 def load_yaml_file(path: Path, what: str) -> Any:
-    """Parse ``path`` with ``yaml.safe_load``; raise UsageError with the line on error."""
+    """Parse ``path`` safely; raise UsageError naming the line on bad YAML."""
     if path.is_dir():
         raise UsageError(
             f"{what} file {path} is a directory",
@@ -30,7 +30,9 @@ def load_yaml_file(path: Path, what: str) -> Any:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        line = "unknown line"
+        if mark is not None:
+            line = f"line {mark.line + 1}, column {mark.column + 1}"
         raise UsageError(
             f"malformed YAML in {what} file {path} at {line}: {exc.problem}",
             hint="Fix the YAML syntax at that line.",
