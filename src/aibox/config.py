@@ -127,7 +127,14 @@ class VaultConfig(_Strict):
     mount: str = "secret"
     token_file: str | None = None
     auth_method: Literal["token", "approle", "jwt"] = "token"
+    # The AppRole role_id, or the JWT role name.
     role: str | None = None
+    secret_id_file: str | None = None
+    jwt_file: str | None = None
+    auth_mount: str | None = None
+    # The address a sandbox uses to reach Vault through its proxy; default: address.
+    sandbox_address: str | None = None
+    timeout: float = Field(default=5.0, gt=0, le=120)
 
 
 class CredentialsConfig(_Strict):
