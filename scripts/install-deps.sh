@@ -40,7 +40,7 @@ SRC
 fi
 
 packages=(podman runc netavark aardvark-dns slirp4netns uidmap fuse-overlayfs
-    squid nftables mmdebstrap iproute2 git curl ca-certificates dnsutils
+    squid nftables iptables mmdebstrap iproute2 git curl ca-certificates dnsutils
     python3 python3-venv python3-dev apparmor acl procps psmisc sudo
     gnome-keyring dbus-x11 libsecret-tools openssl)
 missing=()
