@@ -161,7 +161,7 @@ class VaultClient:
         if not config.role or not config.secret_id_file:
             raise UsageError(
                 "AppRole login needs credentials.vault.role and secret_id_file",
-                hint="Set role to the role_id and secret_id_file to its secret_id file.",
+                hint="Set role to the role_id and secret_id_file to its file.",
             )
         secret_id = _read_file(config.secret_id_file, "secret_id")
         mount = config.auth_mount or "approle"

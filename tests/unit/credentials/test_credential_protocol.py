@@ -125,7 +125,7 @@ _line = st.tuples(
 @given(st.lists(_line, max_size=8))
 def test_parsed_host_outside_allowlist_never_matches(lines: list[str]) -> None:
     try:
-        request = parse_request("\n".join(lines).encode())
+        request = parse_request("\n".join(lines).encode("utf-8", "surrogatepass"))
     except ProtocolError:
         return
     allowed = ["git.internal", "127.0.0.1:8080"]
