@@ -1,0 +1,362 @@
+"""Start, stop and enter a sandbox around a workspace.
+
+``start`` calls the other areas in a fixed order: effective policy (before anything
+is created), host network enforcement, credentials, the container itself, then the
+LLM proxy inside it. Anything this start created is removed again when a later step
+fails, and credentials it issued are revoked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aibox import paths
+from aibox.config import Config, parse_bytes
+from aibox.credentials import sandbox as credentials
+from aibox.errors import AiboxError, UsageError
+from aibox.llm_proxy import sandbox as llm_proxy
+from aibox.network import enforcement
+from aibox.policy.effective import EffectivePolicy, compute_effective_policy
+from aibox.sandbox import apparmor, image, seccomp, security
+from aibox.sandbox import workspace as ws
+from aibox.sandbox.podman import Podman
+from aibox.sandbox.runtime import runtime_settings, select_runtime
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The identity of one sandbox: its workspace, owner and container name."""
+
+    workspace: Path
+    user: str
+    name: str
+
+    @classmethod
+    def for_workspace(cls, workspace: Path, user: str | None = None) -> Sandbox:
+        real = ws.validate_workspace(workspace)
+        owner = user or ws.current_user()
+        return cls(workspace=real, user=owner, name=ws.container_name(real, owner))
+
+
+@dataclass
+class StartResult:
+    """What ``start`` did: ``created``, ``restarted`` or ``already-running``."""
+
+    sandbox: Sandbox
+    action: str
+    runtime: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Created:
+    """What one start created, so a failure can remove exactly that."""
+
+    volumes: list[str] = field(default_factory=list)
+    container: str | None = None
+    credentials_issued: bool = False
+
+
+def lock_path(name: str) -> Path:
+    return paths.user_state_dir() / "locks" / f"{name}.lock"
+
+
+@contextlib.contextmanager
+def start_lock(name: str) -> Iterator[None]:
+    """Hold the start lock for ``name``; raise AiboxError if another start holds it."""
+    path = lock_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AiboxError(
+                f"sandbox {name} is already being started by another aibox process "
+                f"(lock {path})",
+                hint="Wait for that start to finish, then run 'aibox status'.",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def effective_resources(
+    config: Config, policy_data: Mapping[str, Any]
+) -> security.Resources:
+    """Combine config resources with the policy's, keeping the lower of each."""
+    section = policy_data.get("resources") or {}
+    if not isinstance(section, Mapping):
+        raise UsageError("effective policy: 'resources' must be a mapping")
+    security.check_requested_controls(section, "effective policy 'resources'")
+    cpus = config.resources.cpus
+    memory = config.resources.memory_bytes
+    pids = config.resources.pids
+    try:
+        if "cpus" in section:
+            cpus = min(cpus, float(section["cpus"]))
+        if "memory" in section:
+            memory = min(memory, parse_bytes(section["memory"]))
+        if "pids" in section:
+            pids = min(pids, int(section["pids"]))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"effective policy: invalid resources value: {exc}",
+            hint="Use a number for cpus and pids and a size such as 8Gi for memory.",
+        ) from None
+    return security.Resources(cpus=cpus, memory_bytes=memory, pids=pids)
+
+
+def _labels_match(
+    data: Mapping[str, Any], policy: EffectivePolicy, image_name: str
+) -> bool:
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    from aibox import __version__
+
+    return (
+        labels.get(f"{security.LABEL_PREFIX}.policy-hash") == policy.hash
+        and labels.get(f"{security.LABEL_PREFIX}.version") == __version__
+        and labels.get(f"{security.LABEL_PREFIX}.image") == image_name
+    )
+
+
+def _record_decision(
+    action: str, sandbox: Sandbox, policy_hash: str, **details: Any
+) -> None:
+    """Append a decision record when the decision log module is available."""
+    try:
+        from aibox.policy import decisions  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    record = getattr(decisions, "record_decision", None)
+    if record is None:
+        return
+    # NOTE: keyword names follow the decision log's record_decision signature.
+    record(
+        action=action,
+        sandbox=sandbox.name,
+        workspace=str(sandbox.workspace),
+        policy_hash=policy_hash,
+        details=details,
+    )
+
+
+def start(
+    config: Config,
+    workspace: Path,
+    notify: Notify,
+    podman: Podman | None = None,
+) -> StartResult:
+    """Start the sandbox for ``workspace``: create, restart, or leave it running."""
+    sandbox = Sandbox.for_workspace(workspace)
+    policy = compute_effective_policy(config, sandbox.workspace)
+    resources = effective_resources(config, policy.data)
+    runtime_settings(policy.data)
+    engine = podman or Podman.locate(config.runtime)
+    warnings = []
+    state = apparmor.detect()
+    warning = apparmor.enforce_requirement(
+        state, config.gvisor.require_apparmor, engine.rootless
+    )
+    if warning:
+        warnings.append(warning)
+        log.warning(warning)
+
+    with start_lock(sandbox.name):
+        existing = engine.inspect_container(sandbox.name)
+        if existing is not None and not _labels_match(existing, policy, config.image):
+            notify(f"recreating {sandbox.name}: policy, image or aibox version changed")
+            engine.remove_container(sandbox.name)
+            existing = None
+        if existing is not None:
+            if existing["State"]["Running"]:
+                return StartResult(
+                    sandbox, "already-running", _runtime_of(existing), warnings
+                )
+            enforcement.check_host_enforcement(config, policy, engine.rootless)
+            engine.run(["start", sandbox.name], timeout=120)
+            llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
+            _record_decision("container_start", sandbox, policy.hash, warm=True)
+            return StartResult(sandbox, "restarted", _runtime_of(existing), warnings)
+        runtime_name = _create(
+            config, sandbox, policy, resources, engine, state, notify
+        )
+    _record_decision("container_start", sandbox, policy.hash, warm=False)
+    return StartResult(sandbox, "created", runtime_name, warnings)
+
+
+def _runtime_of(data: Mapping[str, Any]) -> str:
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return str(
+        labels.get(f"{security.LABEL_PREFIX}.runtime", data.get("OCIRuntime", ""))
+    )
+
+
+def _create(
+    config: Config,
+    sandbox: Sandbox,
+    policy: EffectivePolicy,
+    resources: security.Resources,
+    engine: Podman,
+    state: apparmor.AppArmorState,
+    notify: Notify,
+) -> str:
+    """Create and run a new container; undo everything on failure."""
+    image.ensure_image(engine, config.image, notify)
+    enforcement.check_host_enforcement(config, policy, engine.rootless)
+    network_args = enforcement.container_network_args(config, engine.rootless)
+    runtime = select_runtime(config, policy.data, engine.rootless, network_args)
+    profile = seccomp.profile_path(gvisor=runtime.is_gvisor)
+    created = _Created()
+    try:
+        _create_volumes(engine, sandbox.user, config.caches, created)
+        extra_args = credentials.prepare_sandbox_credentials(
+            config, policy, sandbox.name, sandbox.user, engine.rootless
+        )
+        created.credentials_issued = True
+        spec = security.SandboxSpec(
+            name=sandbox.name,
+            user=sandbox.user,
+            workspace=sandbox.workspace,
+            image=config.image,
+            runtime=runtime,
+            seccomp_profile=profile,
+            resources=resources,
+            rootless=engine.rootless,
+            apparmor=state.active,
+            caches=config.caches,
+            policy_hash=policy.hash,
+            network_args=tuple(network_args),
+            extra_args=tuple(extra_args),
+            environment=llm_proxy.llm_environment(config),
+        )
+        created.container = sandbox.name
+        engine.run(security.build_run_args(spec), timeout=180)
+        llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
+    except BaseException:
+        _undo(config, engine, sandbox, created)
+        raise
+    return runtime.name
+
+
+def _create_volumes(
+    engine: Podman, user: str, caches: tuple[str, ...], created: _Created
+) -> None:
+    labels = {f"{security.LABEL_PREFIX}.user": user}
+    for volume, _ in security.volume_mounts(user, caches):
+        if not engine.volume_exists(volume):
+            engine.create_volume(volume, labels)
+            created.volumes.append(volume)
+
+
+def _undo(config: Config, engine: Podman, sandbox: Sandbox, created: _Created) -> None:
+    """Remove what one failed start created; keep going past cleanup errors."""
+    steps: list[tuple[str, Callable[[], None]]] = []
+    if created.container:
+        steps.append(
+            (f"container {sandbox.name}", lambda: engine.remove_container(sandbox.name))
+        )
+    for volume in created.volumes:
+        steps.append((f"volume {volume}", lambda v=volume: engine.remove_volume(v)))  # type: ignore[misc]
+    if created.credentials_issued:
+        steps.append(
+            (
+                "credentials",
+                lambda: credentials.revoke_sandbox_credentials(config, sandbox.name),
+            )
+        )
+    for what, step in steps:
+        try:
+            step()
+        except AiboxError as exc:
+            log.error("cleanup after failed start: cannot remove %s: %s", what, exc)
+
+
+def stop(config: Config, workspace: Path, podman: Podman | None = None) -> bool:
+    """Remove the sandbox container, keep its volumes; return False if none existed."""
+    sandbox = Sandbox.for_workspace(workspace)
+    engine = podman or Podman.locate(config.runtime)
+    data = engine.inspect_container(sandbox.name)
+    if data is None:
+        return False
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    engine.remove_container(sandbox.name)
+    credentials.revoke_sandbox_credentials(config, sandbox.name)
+    _record_decision(
+        "container_stop",
+        sandbox,
+        str(labels.get(f"{security.LABEL_PREFIX}.policy-hash", "")),
+    )
+    return True
+
+
+def user_volumes(config: Config, user: str) -> list[str]:
+    return [volume for volume, _ in security.volume_mounts(user, config.caches)]
+
+
+def purge_volumes(
+    config: Config, workspace: Path, podman: Podman | None = None
+) -> list[str]:
+    """Remove the user's sandbox volumes unless another of their sandboxes exists."""
+    sandbox = Sandbox.for_workspace(workspace)
+    engine = podman or Podman.locate(config.runtime)
+    others = engine.run(
+        [
+            "ps", "--all", "--format", "{{.Names}}",
+            "--filter", f"label={security.LABEL_PREFIX}.user={sandbox.user}",
+        ],
+        timeout=60,
+    ).stdout.split()  # fmt: skip
+    if others:
+        raise AiboxError(
+            f"volumes are in use by other sandboxes: {', '.join(others)}",
+            hint="Stop those sandboxes first with 'aibox stop --workspace DIR'.",
+        )
+    removed = []
+    for volume in user_volumes(config, sandbox.user):
+        if engine.volume_exists(volume):
+            engine.remove_volume(volume)
+            removed.append(volume)
+    return removed
+
+
+def exec_args(
+    sandbox: Sandbox, command: list[str], tty: bool, env: Mapping[str, str]
+) -> list[str]:
+    """Return ``podman exec`` arguments that run ``command`` as dev in /workspace."""
+    args = ["exec", "--interactive"]
+    if tty:
+        args.append("--tty")
+    args += ["--user", f"{security.SANDBOX_UID}:{security.SANDBOX_GID}"]
+    args += ["--workdir", "/workspace"]
+    for key, value in sorted(env.items()):
+        args += ["--env", f"{key}={value}"]
+    return [*args, sandbox.name, *(command or ["bash", "-l"])]
+
+
+def shell(
+    config: Config, workspace: Path, command: list[str], podman: Podman | None = None
+) -> int:
+    """Run ``command`` (default: a login bash) inside the running sandbox."""
+    sandbox = Sandbox.for_workspace(workspace)
+    engine = podman or Podman.locate(config.runtime)
+    data = engine.inspect_container(sandbox.name)
+    if data is None or not data["State"]["Running"]:
+        raise AiboxError(
+            f"sandbox for {sandbox.workspace} is not running",
+            hint=f"Start it with 'aibox start --workspace {sandbox.workspace}'.",
+        )
+    env = llm_proxy.llm_environment(config)
+    tty = os.isatty(0) and os.isatty(1)
+    return engine.run_interactive(exec_args(sandbox, command, tty, env))
