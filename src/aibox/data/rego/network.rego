@@ -1,0 +1,1 @@
+../../../../policies/org/network.rego
