@@ -329,10 +329,15 @@ class LLMProxy:
                 504, "upstream_timeout", "upstream timed out"
             ) from None
         except aiohttp.ClientError as exc:
+            code = _upstream_failure_code(exc)
+            log.warning(
+                "request_id=%s upstream %s failed: %s",
+                exchange.request_id,
+                url,
+                _describe(exc),
+            )
             raise ExchangeFailed(
-                502,
-                "upstream_unreachable",
-                f"upstream request failed: {_describe(exc)}",
+                502, code, f"upstream request failed: {_describe(exc)}"
             ) from None
 
         try:
@@ -531,6 +536,18 @@ async def _read_limited(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
             )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _upstream_failure_code(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return "egress_proxy_unreachable"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return "egress_proxy_rejected"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "upstream_unreachable"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "upstream_reset"
+    return "upstream_failed"
 
 
 def _abort(request: web.Request) -> None:

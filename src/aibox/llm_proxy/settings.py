@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds a client may stop reading before its stream is cut",
     )
+    add(
+        "--key-poll-seconds",
+        type=_positive_float,
+        default=1.0,
+        help="how often the key file is checked for changes",
+    )
     add("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return parser
 
@@ -200,6 +206,7 @@ def settings_from_arguments(arguments: argparse.Namespace) -> ProxySettings:
         connect_timeout=arguments.connect_timeout,
         read_timeout=arguments.read_timeout,
         client_write_timeout=arguments.client_write_timeout,
+        key_poll_seconds=arguments.key_poll_seconds,
     )
 
 

@@ -3,8 +3,10 @@
 It checks every request for the injected key, the identity headers and the absence
 of any client credential, records what it saw, and answers with realistic bodies,
 event streams and usage. The model name picks a scenario: ``fail-500``,
-``reset``, ``malformed``, ``reset-mid-stream``, ``gated``, ``hold``, ``endless``,
-``echo-key``; any other model gets a normal answer.
+``reset``, ``malformed``, ``reset-mid-stream``, ``gated`` (one event per item put on
+``proceed``), ``hold`` (stops after the first event), ``barrier`` (holds every
+stream until ``barrier_target`` are open), ``endless``, ``echo-key``; any other
+model gets a normal answer.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class FakeUpstream:
     proceed: asyncio.Queue[None] = field(default_factory=asyncio.Queue)
     stream_closed: asyncio.Event = field(default_factory=asyncio.Event)
     open_streams: int = 0
+    barrier_target: int = 0
+    barrier: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
     _runner: web.AppRunner | None = None
 
@@ -228,6 +232,10 @@ class FakeUpstream:
                 await self.proceed.get()
             if model == "hold" and index == 0:
                 await asyncio.Event().wait()
+            if model == "barrier" and index == 0:
+                if self.open_streams >= self.barrier_target:
+                    self.barrier.set()
+                await self.barrier.wait()
         if model == "endless":
             filler = (
                 b"data: " + json.dumps({"type": "ping", "pad": "x" * 60_000}).encode()
