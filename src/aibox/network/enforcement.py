@@ -6,7 +6,9 @@ from aibox.config import Config
 from aibox.policy.effective import EffectivePolicy
 
 
-def check_host_enforcement(config: Config, policy: EffectivePolicy, rootless: bool) -> None:
+def check_host_enforcement(
+    config: Config, policy: EffectivePolicy, rootless: bool
+) -> None:
     """Raise EnforcementError unless ruleset, proxy and DNS match ``policy`` and run."""
     # TODO: placeholder until the nftables, Squid and CoreDNS checks land.
 
