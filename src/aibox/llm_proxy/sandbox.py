@@ -1,9 +1,43 @@
-"""Running ``aibox-llm-proxy`` inside a sandbox."""
+"""Running ``aibox-llm-proxy`` inside a sandbox.
+
+The proxy runs as its own process under uid 1001 (``llmproxy``), started with
+``podman exec``. It reads the key from the credential tmpfs file, which is mode
+0400 and owned by uid 1001, so the developer's uid 1000 can read neither the file
+nor the proxy's ``/proc/<pid>/environ``; the key is never in an environment
+variable or on the command line.
+"""
 
 from __future__ import annotations
 
+import getpass
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
 from aibox.config import Config
+from aibox.errors import AiboxError
 from aibox.policy.effective import EffectivePolicy
+from aibox.sandbox.podman import Podman
+
+PROXY_UID = 1001
+PROXY_EXECUTABLE = "/opt/aibox/venv/bin/aibox-llm-proxy"
+PROXY_PYTHON = "/opt/aibox/venv/bin/python"
+KEY_FILE = "/run/aibox/credentials/llm-api-key"
+PAYLOAD_LOG_DIR = "/var/log/aibox"
+PAYLOAD_LOG = f"{PAYLOAD_LOG_DIR}/llm-payloads.jsonl"
+READY_TIMEOUT_SECONDS = 15.0
+_USER_LABEL = "aibox.user"
+
+# Probes /healthz from inside the container; exit 0 when the proxy answers 200.
+_HEALTH_PROBE = """
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except Exception:
+    sys.exit(1)
+"""
 
 
 def llm_environment(config: Config) -> dict[str, str]:
@@ -12,8 +46,118 @@ def llm_environment(config: Config) -> dict[str, str]:
     return {"ANTHROPIC_BASE_URL": base, "OPENAI_BASE_URL": f"{base}/v1"}
 
 
+def _hosts_of(config: Config) -> set[str]:
+    hosts = set()
+    for url in (config.llm.anthropic_upstream, config.llm.openai_upstream):
+        host = urlsplit(url).hostname
+        if host:
+            hosts.add(host.lower())
+    return hosts
+
+
+def policy_limits(
+    policy_data: Mapping[str, Any], upstream_hosts: set[str]
+) -> dict[str, int]:
+    """Return the proxy's limits from the effective policy's JSON form.
+
+    Rate limits come from every ``network.allow`` entry that lists an upstream
+    host; when several do, the lowest value of each limit applies, because the
+    proxy has one set of buckets. ``max_request_bytes`` comes from ``llm``.
+    """
+    limits: dict[str, int] = {}
+    network = policy_data.get("network") or {}
+    for entry in network.get("allow") or []:
+        hosts = {str(host).lower() for host in entry.get("hosts") or []}
+        rate_limit = entry.get("rate_limit") or {}
+        if not hosts & upstream_hosts:
+            continue
+        for name in ("requests_per_min", "tokens_per_min"):
+            value = rate_limit.get(name)
+            if isinstance(value, int) and value > 0:
+                limits[name] = min(value, limits.get(name, value))
+    llm = policy_data.get("llm") or {}
+    max_bytes = llm.get("max_request_bytes")
+    if isinstance(max_bytes, int) and max_bytes > 0:
+        limits["max_request_bytes"] = max_bytes
+    return limits
+
+
+def proxy_command(
+    config: Config, policy_data: Mapping[str, Any], sandbox_id: str, user: str
+) -> list[str]:
+    """Return the in-container command line of the proxy (it carries no secret)."""
+    command = [
+        PROXY_EXECUTABLE,
+        "--listen",
+        config.llm.listen,
+        "--anthropic-upstream",
+        config.llm.anthropic_upstream,
+        "--openai-upstream",
+        config.llm.openai_upstream,
+        "--upstream-proxy",
+        f"http://{config.network.gateway}:{config.network.proxy_port}",
+        "--key-file",
+        KEY_FILE,
+        "--sandbox-id",
+        sandbox_id,
+        "--user",
+        user,
+        "--payload-log",
+        PAYLOAD_LOG,
+    ]
+    limits = policy_limits(policy_data, _hosts_of(config))
+    for name, value in sorted(limits.items()):
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
+def _sandbox_user(engine: Podman, container: str) -> str:
+    data = engine.inspect_container(container) or {}
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return str(labels.get(_USER_LABEL) or getpass.getuser())
+
+
+def _healthy(engine: Podman, container: str, url: str) -> bool:
+    probe = [PROXY_PYTHON, "-c", _HEALTH_PROBE, url]
+    result = engine.run(
+        ["exec", "--user", f"{PROXY_UID}:{PROXY_UID}", container, *probe],
+        timeout=10,
+        check=False,
+    )
+    return result.returncode == 0
+
+
 def start_llm_proxy(
     config: Config, policy: EffectivePolicy, container: str, rootless: bool
 ) -> None:
-    """Start the proxy as its own process inside the running ``container``."""
-    # TODO: placeholder until the proxy server lands.
+    """Start the proxy as its own process inside the running ``container``.
+
+    Returns once ``/healthz`` answers; raises AiboxError when it does not within
+    ``READY_TIMEOUT_SECONDS``. ``rootless`` needs no change here, because
+    ``podman exec`` maps uid 1001 through the container's own user namespace.
+    """
+    engine = Podman.locate(config.runtime)
+    user = _sandbox_user(engine, container)
+    command = proxy_command(config, policy.data, container, user)
+    url = f"http://{config.llm.listen}/healthz"
+    if _healthy(engine, container, url):
+        return
+
+    # NOTE: the payload log directory must be a host directory mounted writable
+    # for uid 1001 at PAYLOAD_LOG_DIR; without it the proxy exits at start and
+    # this function raises, so the sandbox does not run unaccounted.
+    engine.run(
+        ["exec", "--detach", "--user", f"{PROXY_UID}:{PROXY_UID}", container, *command],
+        timeout=30,
+    )
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if _healthy(engine, container, url):
+            return
+        time.sleep(0.2)
+    raise AiboxError(
+        f"the LLM proxy in sandbox {container} did not answer {url} within "
+        f"{READY_TIMEOUT_SECONDS:.0f} s",
+        hint=f"Run 'podman exec --user {PROXY_UID} {container} {' '.join(command)}' "
+        "to see its error; check the key file and the payload log directory.",
+    )

@@ -277,7 +277,7 @@ async def test_slow_client_stream_is_cut(make_harness: HarnessFactory) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", harness.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
+    _reader, writer = await asyncio.open_connection(sock=sock)
     body = json.dumps(
         {"model": "endless", "max_tokens": 8, "messages": MESSAGES, "stream": True}
     ).encode()
