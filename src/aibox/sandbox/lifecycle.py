@@ -134,18 +134,13 @@ def _labels_match(
 def _record_decision(
     action: str, sandbox: Sandbox, policy_hash: str, **details: Any
 ) -> None:
-    """Append a decision record when the decision log module is available."""
-    try:
-        from aibox.policy import decisions  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    record = getattr(decisions, "record_decision", None)
-    if record is None:
-        return
-    # NOTE: keyword names follow the decision log's record_decision signature.
-    record(
-        action=action,
-        sandbox=sandbox.name,
+    """Append a container_start or container_stop record to the decision log."""
+    from aibox.policy.decisions import record_sandbox_event
+
+    record_sandbox_event(
+        action,
+        sandbox_id=sandbox.name,
+        user=sandbox.user,
         workspace=str(sandbox.workspace),
         policy_hash=policy_hash,
         details=details,
@@ -167,7 +162,9 @@ def start(
     warnings = []
     state = apparmor.detect()
     warning = apparmor.enforce_requirement(
-        state, config.gvisor.require_apparmor, engine.rootless
+        state,
+        config.gvisor.require_apparmor or policy.require_apparmor,
+        engine.rootless,
     )
     if warning:
         warnings.append(warning)
@@ -187,12 +184,28 @@ def start(
             enforcement.check_host_enforcement(config, policy, engine.rootless)
             engine.run(["start", sandbox.name], timeout=120)
             llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
-            _record_decision("container_start", sandbox, policy.hash, warm=True)
+            _record_decision(
+                "container_start",
+                sandbox,
+                policy.hash,
+                warm=True,
+                image=config.image,
+                sources=list(policy.sources),
+                runtime=policy.data.get("runtime"),
+            )
             return StartResult(sandbox, "restarted", _runtime_of(existing), warnings)
         runtime_name = _create(
             config, sandbox, policy, resources, engine, state, notify
         )
-    _record_decision("container_start", sandbox, policy.hash, warm=False)
+    _record_decision(
+        "container_start",
+        sandbox,
+        policy.hash,
+        warm=False,
+        image=config.image,
+        sources=list(policy.sources),
+        runtime=policy.data.get("runtime"),
+    )
     return StartResult(sandbox, "created", runtime_name, warnings)
 
 
@@ -297,6 +310,7 @@ def stop(config: Config, workspace: Path, podman: Podman | None = None) -> bool:
         "container_stop",
         sandbox,
         str(labels.get(f"{security.LABEL_PREFIX}.policy-hash", "")),
+        image=labels.get(f"{security.LABEL_PREFIX}.image"),
     )
     return True
 
