@@ -144,9 +144,7 @@ def answer_get(request: CredentialRequest, context: SandboxContext) -> dict[str,
     if request.protocol not in ANSWERED_PROTOCOLS:
         return {}
     if not host_allowed(request.host, context.allowed_hosts):
-        _note(
-            f"no credentials for {request.host or 'an empty host'}: not allowlisted"
-        )
+        _note(f"no credentials for {request.host or 'an empty host'}: not allowlisted")
         return {}
     username = request.get("username") or context.user or "aibox"
     if context.mode == "vault":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aibox.credentials.errors import CredentialError
@@ -20,7 +21,11 @@ def keychain_available() -> bool:
         from keyring.backends import fail
     except ImportError:
         return False
-    backend = keyring.get_keyring()
+    try:
+        backend = keyring.get_keyring()
+    except Exception as exc:  # backend detection may raise anything
+        logging.getLogger("aibox.credentials").info("no usable keyring: %s", exc)
+        return False
     if isinstance(backend, fail.Keyring):
         return False
     priority = getattr(backend, "priority", 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -270,3 +271,23 @@ def retry_pending_revocations(config: Config) -> list[PendingRevocation]:
                 )
         revocations.save_queue(remaining)
         return remaining
+
+
+def retry_revocations_before_command(load_config: Callable[[], Config]) -> None:
+    """Retry queued revocations at the start of an aibox command; never raises.
+
+    ``load_config`` is called only when the queue is not empty, so a command
+    run to repair a broken config is not blocked by it.
+    """
+    if not revocations.queue_path().exists():
+        return
+    try:
+        remaining = retry_pending_revocations(load_config())
+    except AiboxError as exc:
+        log.info("queued revocations not retried: %s", exc.message)
+        return
+    if remaining:
+        log.warning(
+            "%d sandbox token revocation(s) still queued; 'aibox status' lists them",
+            len(remaining),
+        )

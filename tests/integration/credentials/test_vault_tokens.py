@@ -153,9 +153,10 @@ def test_vault_down_at_stop_queues_then_retries(
     assert [entry.attempts for entry in still] == [2]
     assert bao.token_valid(token)
 
-    assert sandbox.retry_pending_revocations(config) == []
+    sandbox.retry_revocations_before_command(lambda: config)
     assert sandbox.pending_revocations(config) == []
     assert not bao.token_valid(token)
+    assert sandbox.retry_pending_revocations(config) == []
 
 
 def test_failed_start_leaves_nothing(
