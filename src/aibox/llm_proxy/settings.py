@@ -52,10 +52,10 @@ class ProxySettings:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[V6]:PORT`` for IPv6) and check both parts."""
+    """Split ``HOST:PORT`` (``[V6]:PORT`` for IPv6); port 0 picks a free port."""
     host, _, port_text = value.rpartition(":")
     host = host.strip("[]")
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
         raise UsageError(
             f"invalid listen address {value!r}",
             hint="Use HOST:PORT, for example 127.0.0.1:8443.",
