@@ -13,6 +13,7 @@ from aibox.errors import EXIT_FAILURE, AiboxError, UsageError
 from aibox.policy import decisions
 from aibox.policy.effective import (
     EffectivePolicy,
+    PolicyReport,
     build_effective,
     check_policy,
     compute_effective_policy,
@@ -45,20 +46,8 @@ def validate_command(app: AppContext, workspace: Path, as_json: bool) -> int:
     report = check_policy(app.config, workspace)
     effective = report.effective
     valid = not report.violations
-    decisions.record_decision(
-        "policy_validate",
-        user=getpass.getuser(),
-        workspace=str(workspace.resolve()),
-        sandbox_id=None,
-        image=app.config.image,
-        policy_hash=effective.hash,
-        input={"sources": list(effective.sources)},
-        decision="allow" if valid else "deny",
-        rule="policy.hierarchy" if valid else "policy.violations",
-        reason="the effective policy passed every check"
-        if valid
-        else "; ".join(report.violations),
-    )
+    _record_validation(app, workspace, report)
+
     if as_json:
         print_json(
             {
@@ -84,6 +73,24 @@ def validate_command(app: AppContext, workspace: Path, as_json: bool) -> int:
     for violation in report.violations:
         out.print(f"  - {violation}", markup=False)
     return EXIT_FAILURE
+
+
+def _record_validation(app: AppContext, workspace: Path, report: PolicyReport) -> None:
+    valid = not report.violations
+    decisions.record_decision(
+        "policy_validate",
+        user=getpass.getuser(),
+        workspace=str(workspace.resolve()),
+        sandbox_id=None,
+        image=app.config.image,
+        policy_hash=report.effective.hash,
+        input={"sources": list(report.effective.sources)},
+        decision="allow" if valid else "deny",
+        rule="policy.hierarchy" if valid else "policy.violations",
+        reason="the effective policy passed every check"
+        if valid
+        else "; ".join(report.violations),
+    )
 
 
 def _summary(effective: EffectivePolicy) -> dict[str, Any]:

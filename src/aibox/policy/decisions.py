@@ -14,7 +14,7 @@ collector.
 
 NOTE: the chain proves order and integrity against edits that do not recompute it.
 Someone able to rewrite the whole file can rebuild every hash, and records cut
-from the end leave a shorter valid chain; shipping records off the host as they
+from the end leave a shorter valid chain. Shipping records off the host as they
 are written is the defence against both.
 """
 
@@ -276,7 +276,7 @@ def record_decision(
 
 @dataclass
 class VerifyResult:
-    """What ``verify_log`` found: record count, files and any chain problem."""
+    """The result of ``verify_log``: record count, files and any chain problem."""
 
     count: int = 0
     files: list[Path] = field(default_factory=list)

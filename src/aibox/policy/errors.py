@@ -6,7 +6,7 @@ from aibox.errors import AiboxError
 
 
 class PolicyViolationError(AiboxError):
-    """One or more policy violations; ``violations`` holds one message each."""
+    """One or more policy violations, with one message each in ``violations``."""
 
     def __init__(self, violations: list[str], hint: str | None = None) -> None:
         count = len(violations)

@@ -139,3 +139,20 @@ def _location(parts: tuple[Any, ...]) -> str:
         elif not str(part).startswith(("function-", "constrained-")):
             text += f".{part}" if text else str(part)
     return text or "(top level)"
+
+
+def install_default_org_policy() -> bool:
+    """Write the packaged baseline to /etc/aibox/org-policy.yaml unless one exists.
+
+    Returns whether the file was written. An existing org policy is never replaced,
+    because it is the organization's own.
+    """
+    path = org_policy_path()
+    if path.exists() or path.is_symlink():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(packaged_org_text(), encoding="utf-8")
+    temporary.chmod(0o644)
+    temporary.replace(path)
+    return True

@@ -2,12 +2,14 @@
 
 The org baseline is resolved first: every field it leaves out gets the product
 default, so the result is a complete ceiling. Each lower level (team, then
-project) is merged onto that ceiling; a field it leaves out inherits, and a field
-it sets must be at least as strict as the parent's value. List semantics:
+project) is merged onto that ceiling. A field it leaves out inherits, and a field
+it sets must be at least as strict as the parent's value. Lists merge like this:
 
-- ``network.allow`` in a child is the full list of services it keeps; each entry
+- ``network.allow`` in a child is the full list of services it keeps. Each entry
   must name a parent entry (by ``id``) and may only narrow hosts, ports and rates.
 - ``filesystem.deny`` and ``tools.rules`` in a child are added to the parent's.
+  A new tool rule must be at least as strict as the strictest parent rule that
+  matches every command it matches, or else as the parent's default risk.
 
 Every loosening is collected, so the caller can report all of them at once.
 """

@@ -1,4 +1,4 @@
-"""Which level (default, org, team, project) each effective value came from."""
+"""Provenance: the level (default, org, team, project) of each effective value."""
 
 from __future__ import annotations
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from aibox.errors import UsageError
-from aibox.policy.hierarchy import packaged_org_text, parse_policy
+from aibox.policy.hierarchy import (
+    install_default_org_policy,
+    packaged_org_text,
+    parse_policy,
+)
 from aibox.policy.model import Policy
 from aibox.policy.units import format_duration, format_size, parse_duration
 
@@ -166,3 +172,15 @@ def test_packaged_org_policy_parses() -> None:
     assert policy.runtime.require_apparmor is False
     assert policy.credentials.ttl == 8 * 3600
     assert policy.credentials.revoke_on_stop is True
+
+
+def test_install_default_org_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIBOX_SYSTEM_DIR", str(tmp_path / "etc"))
+    assert install_default_org_policy() is True
+    installed = tmp_path / "etc" / "org-policy.yaml"
+    assert installed.read_text() == packaged_org_text()
+    installed.write_text("version: 1\n")
+    assert install_default_org_policy() is False
+    assert installed.read_text() == "version: 1\n"
