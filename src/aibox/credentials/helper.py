@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from aibox.credentials.errors import CredentialError, VaultUnavailableError
-from aibox.credentials.hosts import ANSWERED_PROTOCOLS, host_allowed
+from aibox.credentials.hosts import ANSWERED_PROTOCOLS, DEFAULT_PORTS, host_allowed
 from aibox.credentials.protocol import (
     MAX_REQUEST_BYTES,
     CredentialRequest,
@@ -143,7 +143,8 @@ def answer_get(request: CredentialRequest, context: SandboxContext) -> dict[str,
     """Return the attributes to send for a ``get``, or nothing for a refused host."""
     if request.protocol not in ANSWERED_PROTOCOLS:
         return {}
-    if not host_allowed(request.host, context.allowed_hosts):
+    default_port = DEFAULT_PORTS[request.protocol]
+    if not host_allowed(request.host, context.allowed_hosts, default_port):
         _note(f"no credentials for {request.host or 'an empty host'}: not allowlisted")
         return {}
     username = request.get("username") or context.user or "aibox"

@@ -11,8 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from aibox.config import Config
+from aibox.network.allowlist import allowlist_from_policy
 
-ANSWERED_PROTOCOLS = frozenset({"https", "http"})
+# git omits the port from ``host`` when it is the protocol's default.
+DEFAULT_PORTS = {"https": 443, "http": 80}
+ANSWERED_PROTOCOLS = frozenset(DEFAULT_PORTS)
 
 
 def split_host_port(host: str) -> tuple[str, int | None]:
@@ -37,11 +40,18 @@ def split_host_port(host: str) -> tuple[str, int | None]:
     return name, int(port_text)
 
 
-def host_allowed(host: str, allowed: Iterable[str]) -> bool:
-    """Return True when ``host`` (``name`` or ``name:port``) matches an entry."""
+def host_allowed(
+    host: str, allowed: Iterable[str], default_port: int | None = None
+) -> bool:
+    """Return True when ``host`` (``name`` or ``name:port``) matches an entry.
+
+    A host without a port is on ``default_port`` when one is given.
+    """
     name, port = split_host_port(host)
     if not name or port == -1:
         return False
+    if port is None:
+        port = default_port
     for entry in allowed:
         entry_name, entry_port = split_host_port(entry)
         if entry_port == -1 or (entry_port is not None and entry_port != port):
@@ -57,39 +67,17 @@ def host_allowed(host: str, allowed: Iterable[str]) -> bool:
     return False
 
 
-def _entry_text(entry: Any) -> str | None:
-    if isinstance(entry, str):
-        return entry.strip() or None
-    if isinstance(entry, dict):
-        name = entry.get("host") or entry.get("domain") or entry.get("name")
-        if not isinstance(name, str) or not name.strip():
-            return None
-        port = entry.get("port")
-        return f"{name.strip()}:{port}" if isinstance(port, int) else name.strip()
-    return None
+def allowed_hosts_from_policy(policy: Any, config: Config) -> list[str]:
+    """Return ``host:port`` patterns for every ``network.allow`` host and port.
 
-
-def allowed_hosts_from_policy(policy_data: dict[str, Any], config: Config) -> list[str]:
-    """Collect the allowlisted hosts from the effective policy data.
-
-    The policy may list them under ``network.allowlist``, ``network.allow``,
-    ``network.allowed_hosts`` or a top-level ``allowlist``, as names or as
-    mappings with ``host``/``domain`` and an optional ``port``. Without any, the
-    config's ``network.allowed_services`` apply.
+    The policy's allowlist is read by the same function that renders the proxy,
+    DNS and firewall rules, so the helper answers exactly for reachable hosts.
     """
-    # NOTE: the keys read here follow the policy model as far as it is known;
-    # an unknown layout falls back to the config services, never to "any host".
-    network = policy_data.get("network")
-    candidates: list[Any] = []
-    if isinstance(network, dict):
-        for key in ("allowlist", "allow", "allowed_hosts", "hosts"):
-            value = network.get(key)
-            if isinstance(value, list):
-                candidates.extend(value)
-    top_level = policy_data.get("allowlist")
-    if isinstance(top_level, list):
-        candidates.extend(top_level)
-    hosts = [text for text in map(_entry_text, candidates) if text]
-    if not hosts:
-        hosts = list(config.network.allowed_services)
-    return sorted(set(hosts))
+    allowlist = allowlist_from_policy(policy, config)
+    patterns = {
+        f"{host}:{port}"
+        for entry in allowlist.entries
+        for host in entry.hosts
+        for port in entry.ports
+    }
+    return sorted(patterns)

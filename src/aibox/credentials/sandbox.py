@@ -36,6 +36,7 @@ from aibox.credentials.secret import GIT_TOKEN, LLM_API_KEY, MIRROR_TOKEN
 from aibox.credentials.vault import ChildToken, VaultClient, check_user_name
 from aibox.errors import AiboxError, UsageError
 from aibox.policy.effective import EffectivePolicy
+from aibox.policy.units import parse_duration
 
 log = logging.getLogger("aibox.credentials")
 
@@ -44,42 +45,29 @@ VAULT_TOKEN_FILE = "vault-token"  # noqa: S105 (a file name)
 SANDBOX_FILE = "sandbox.json"
 ALLOWED_HOSTS_FILE = "allowed-hosts.json"
 _SANDBOX_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> int:
-    """Parse ``8h``, ``30m``, ``90s``, ``1d`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _DURATION.match(str(value).strip())
-        if not match:
-            raise ValueError(
-                f"invalid duration {value!r}: use a number with s, m, h or d"
-            )
-        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"duration {value!r} must be positive")
-    return seconds
 
 
 def credential_settings(policy: EffectivePolicy) -> tuple[int, bool]:
-    """Return the token TTL in seconds and ``revoke_on_stop`` from the policy."""
+    """Return the token TTL in seconds and ``revoke_on_stop`` from the policy.
+
+    ``credentials.ttl`` defaults to 8h and is capped by ``credentials.max_ttl``.
+    """
     section = policy.data.get("credentials")
     if not isinstance(section, dict):
         section = {}
-    raw_ttl = section.get("token_ttl", section.get("ttl", DEFAULT_TOKEN_TTL_SECONDS))
     try:
-        ttl = parse_duration(raw_ttl)
-    except ValueError as exc:
+        ttl = parse_duration(section.get("ttl") or DEFAULT_TOKEN_TTL_SECONDS)
+        max_ttl = section.get("max_ttl")
+        if max_ttl is not None:
+            ttl = min(ttl, parse_duration(max_ttl))
+    except (TypeError, ValueError) as exc:
         raise UsageError(
-            f"policy credentials.token_ttl: {exc}",
+            f"policy credentials.ttl: {exc}",
             hint="Write the TTL as, for example, 8h or 30m.",
         ) from None
-    revoke_on_stop = section.get("revoke_on_stop", True)
+    revoke_on_stop = section.get("revoke_on_stop")
+    if revoke_on_stop is None:
+        revoke_on_stop = True
     if not isinstance(revoke_on_stop, bool):
         raise UsageError(
             f"policy credentials.revoke_on_stop must be a boolean: {revoke_on_stop!r}",
@@ -145,6 +133,7 @@ def prepare_sandbox_credentials(
     _check_sandbox_id(sandbox_id)
     check_user_name(user)
     ttl, revoke_on_stop = credential_settings(policy)
+    hosts = allowed_hosts_from_policy(policy, config)
     mode = "vault" if backend_name(config) == "vault" else "stored"
     directory = create_directory(sandbox_id, rootless)
     issued = int(time.time())
@@ -184,7 +173,6 @@ def prepare_sandbox_credentials(
                 "expires_utc": expires,
             },
         )
-        hosts = allowed_hosts_from_policy(policy.data, config)
         write_public_file(directory, ALLOWED_HOSTS_FILE, {"hosts": hosts})
         revocations.write_json_atomic(revocations.record_path(sandbox_id), record)
     except BaseException:

@@ -162,7 +162,7 @@ class GitServer:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"localhost:{self.port}"
 
     def url(self, repository: str) -> str:
         return f"http://{self.host}/{repository}"

@@ -21,8 +21,9 @@ def _root_only() -> None:
         pytest.skip("the rootful hand-off needs root to chown and mount tmpfs")
 
 
-def policy_for(*hosts: str, ttl: str = "1h") -> EffectivePolicy:
-    data = {"network": {"allowlist": list(hosts)}, "credentials": {"token_ttl": ttl}}
+def policy_for(host: str, port: int = 443, ttl: str = "1h") -> EffectivePolicy:
+    allow = [{"id": "git", "hosts": [host], "ports": [port]}]
+    data = {"network": {"allow": allow}, "credentials": {"ttl": ttl}}
     return EffectivePolicy(data=data, hash="b" * 64)
 
 
@@ -84,7 +85,11 @@ def test_clone_and_push_until_stop(
 ) -> None:
     config = vault_config(bao, tmp_path)
     sandbox.prepare_sandbox_credentials(
-        config, policy_for(git_server.host), "sbx-git", user, rootless=False
+        config,
+        policy_for("localhost", git_server.port),
+        "sbx-git",
+        user,
+        rootless=False,
     )
     credentials = run_dir / "sandboxes" / "sbx-git" / "credentials"
     token = (credentials / "vault-token").read_text()

@@ -118,7 +118,8 @@ def test_fallback_files_reach_only_their_users(
         {"credentials": {"backend": "file", "store_file": str(store_file)}}, "test"
     )
     policy = EffectivePolicy(
-        data={"network": {"allowlist": ["git.internal"]}}, hash="c"
+        data={"network": {"allow": [{"id": "git", "hosts": ["git.internal"]}]}},
+        hash="c",
     )
 
     mount_args = sandbox.prepare_sandbox_credentials(

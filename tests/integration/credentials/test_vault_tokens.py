@@ -24,7 +24,10 @@ LLM_KEY = "sk-ant-integration-key-0123456789abcdef"
 
 
 def make_policy(**credentials: object) -> EffectivePolicy:
-    data: dict[str, object] = {"version": 1, "network": {"allowlist": ["git.internal"]}}
+    data: dict[str, object] = {
+        "version": 1,
+        "network": {"allow": [{"id": "git", "hosts": ["git.internal"]}]},
+    }
     if credentials:
         data["credentials"] = credentials
     return EffectivePolicy(data=data, hash="a" * 64)
@@ -55,7 +58,7 @@ def test_start_mints_scoped_token(
     store_secret(bao, "someone-else", "mirror-token", "not-yours")
 
     args = sandbox.prepare_sandbox_credentials(
-        config, make_policy(token_ttl="2h"), "sbx-mint", user, rootless=False
+        config, make_policy(ttl="2h"), "sbx-mint", user, rootless=False
     )
     directory = files(run_dir, "sbx-mint")
     assert args == [
@@ -76,7 +79,7 @@ def test_start_mints_scoped_token(
     assert described["mode"] == "vault"
     assert described["user"] == user
     assert json.loads((directory / "allowed-hosts.json").read_text()) == {
-        "hosts": ["git.internal"]
+        "hosts": ["git.internal:443"]
     }
     record = Path(os.environ["XDG_STATE_HOME"]) / "aibox/credentials/sandboxes"
     token = token_file.read_text()
@@ -122,7 +125,7 @@ def test_token_expires_after_policy_ttl(
 ) -> None:
     config = vault_config(bao, tmp_path)
     sandbox.prepare_sandbox_credentials(
-        config, make_policy(token_ttl="2s"), "sbx-ttl", user, False
+        config, make_policy(ttl="2s"), "sbx-ttl", user, False
     )
     token = (files(run_dir, "sbx-ttl") / "vault-token").read_text()
     described = json.loads((files(run_dir, "sbx-ttl") / "sandbox.json").read_text())

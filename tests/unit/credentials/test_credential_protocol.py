@@ -101,6 +101,12 @@ def test_host_allowed(host: str, allowed: list[str], expected: bool) -> None:
     assert host_allowed(host, allowed) is expected
 
 
+def test_host_without_port_uses_default_port() -> None:
+    assert host_allowed("git.internal", ["git.internal:443"], 443)
+    assert not host_allowed("git.internal", ["git.internal:443"], 80)
+    assert host_allowed("git.internal:443", ["git.internal:443"], 80)
+
+
 @settings(max_examples=400)
 @given(st.binary(max_size=2048))
 def test_parse_arbitrary_bytes_never_crashes(data: bytes) -> None:
