@@ -89,7 +89,8 @@ def _writable(path: Path) -> bool:
     folder = path.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         return False
-    return not path.exists() or os.access(path, os.W_OK)
+    lock = path.with_name(path.name + ".lock")
+    return all(not item.exists() or os.access(item, os.W_OK) for item in (path, lock))
 
 
 def _max_bytes() -> int:
@@ -131,7 +132,9 @@ class DecisionLog:
     def append(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Append one record built from ``fields``; return it with seq and hashes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT_SECONDS)
+        lock = filelock.FileLock(
+            str(self.lock_path), timeout=LOCK_TIMEOUT_SECONDS, mode=0o660
+        )
         try:
             with lock:
                 return self._append_locked(fields)
@@ -288,7 +291,20 @@ class VerifyResult:
 
 
 def verify_log(decision_log: DecisionLog) -> VerifyResult:
-    """Check every record's hash, sequence id and link to its predecessor."""
+    """Check every record's hash, sequence id and link to its predecessor.
+
+    The writers' lock is held while reading when it can be taken, so a rotation
+    cannot happen halfway through; a reader without write access reads unlocked.
+    """
+    lock = filelock.FileLock(str(decision_log.lock_path), timeout=LOCK_TIMEOUT_SECONDS)
+    try:
+        with lock:
+            return _verify_unlocked(decision_log)
+    except (OSError, filelock.Timeout):
+        return _verify_unlocked(decision_log)
+
+
+def _verify_unlocked(decision_log: DecisionLog) -> VerifyResult:
     result = VerifyResult(files=decision_log.files())
     previous_hash = GENESIS_HASH
     expected_seq = 1
