@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 from aibox.errors import AiboxError
@@ -37,6 +38,7 @@ from aibox.llm_proxy.sse import SSEEvent, SSEParser
 log = logging.getLogger("aibox.llm_proxy")
 
 _READ_CHUNK = 64 * 1024
+_GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class ExchangeFailed(Exception):
@@ -628,7 +630,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             arguments.vault_field,
         )
         proxy = LLMProxy(config, keys.KeyStore(source))
-        asyncio.run(serve(proxy))
+        # The payload log writer thread competes for the GIL; a shorter switch
+        # interval than the 5 ms default bounds how long it can hold up a response.
+        sys.setswitchinterval(_GIL_SWITCH_INTERVAL_SECONDS)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(proxy))
     except AiboxError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         if exc.hint:
