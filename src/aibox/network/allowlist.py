@@ -239,7 +239,9 @@ def _entry_from_policy(raw: Any, index: int) -> AllowEntry:
         raise UsageError(
             f"{where}: 'hosts' must be a non-empty list", hint=_POLICY_HINT
         )
-    ports = raw.get("ports", list(DEFAULT_PORTS))
+    ports = raw.get("ports")
+    if ports is None:
+        ports = list(DEFAULT_PORTS)
     if isinstance(ports, str) or not isinstance(ports, list | tuple) or not ports:
         raise UsageError(
             f"{where}: 'ports' must be a non-empty list", hint=_POLICY_HINT
@@ -262,9 +264,12 @@ def _rate_limit(value: object, where: str) -> str | None:
         return None
     if isinstance(value, str) and _RATE_LIMIT.match(value):
         return value
-    if isinstance(value, Mapping) and value:
+    if isinstance(value, Mapping):
+        limits = {key: count for key, count in value.items() if count is not None}
+        if not limits:
+            return None
         parts = []
-        for key, count in sorted(value.items()):
+        for key, count in sorted(limits.items()):
             valid_count = isinstance(count, int) and not isinstance(count, bool)
             if not _LIMIT_KEY.match(str(key)) or not valid_count or count < 0:
                 break

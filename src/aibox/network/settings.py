@@ -56,6 +56,11 @@ class NetworkSettings:
         return f"aibox-{self.table}"
 
     @property
+    def squid_service(self) -> str:
+        """Squid's ``-n`` service name, which must be alphanumeric."""
+        return re.sub(r"[^A-Za-z0-9]", "", self.instance)
+
+    @property
     def squid_conf(self) -> Path:
         return self.system_dir / f"{self._prefix}squid.conf"
 
