@@ -138,8 +138,8 @@ def show_command(app: AppContext, workspace: Path, as_json: bool) -> int:
     width = max(len(path) for path in values)
     for path, value in values.items():
         level = effective.origins.get(path, "default")
-        shown = "unset" if value is None else value
-        out.print(f"{path:<{width}}  {shown}  [{level}]", markup=False)
+        text = "unset" if value is None else value
+        out.print(f"{path:<{width}}  {text}  [{level}]", markup=False)
     for loosening in loosenings:
         out.print(f"# ignored: {loosening}", markup=False)
     return 0
@@ -222,9 +222,9 @@ def explain_command(entry: int | None, last: bool, log_path: Path | None) -> int
     decision_log = decisions.open_log(log_path)
     record = decision_log.last_record() if last else decision_log.find(entry or 0)
     if record is None:
-        wanted = "any record" if last else f"record {entry}"
+        requested = "any record" if last else f"record {entry}"
         raise AiboxError(
-            f"decision log {decision_log.path} has no {wanted}",
+            f"decision log {decision_log.path} has no {requested}",
             hint="List the log with 'tail decisions.jsonl' or run 'aibox start' first.",
         )
     out.print(explain_record(record), markup=False)

@@ -294,7 +294,7 @@ def verify_log(decision_log: DecisionLog) -> VerifyResult:
     """Check every record's hash, sequence id and link to its predecessor.
 
     The writers' lock is held while reading when it can be taken, so a rotation
-    cannot happen halfway through; a reader without write access reads unlocked.
+    cannot happen halfway through. A reader without write access reads unlocked.
     """
     lock = filelock.FileLock(str(decision_log.lock_path), timeout=LOCK_TIMEOUT_SECONDS)
     try:
