@@ -245,6 +245,9 @@ def _create(
             image=config.image,
             runtime=runtime,
             seccomp_profile=profile,
+            confine_profile=seccomp.profile_path(gvisor=False)
+            if runtime.is_gvisor
+            else None,
             resources=resources,
             rootless=engine.rootless,
             apparmor=state.active,
@@ -346,9 +349,17 @@ def purge_volumes(
 
 
 def exec_args(
-    sandbox: Sandbox, command: list[str], tty: bool, env: Mapping[str, str]
+    sandbox: Sandbox,
+    command: list[str],
+    tty: bool,
+    env: Mapping[str, str],
+    gvisor: bool = True,
 ) -> list[str]:
-    """Return ``podman exec`` arguments that run ``command`` as dev in /workspace."""
+    """Return ``podman exec`` arguments that run ``command`` as dev in /workspace.
+
+    Under gVisor the command starts through the seccomp launcher, because runsc
+    applies the container's profile to its first process tree only.
+    """
     args = ["exec", "--interactive"]
     if tty:
         args.append("--tty")
@@ -356,7 +367,8 @@ def exec_args(
     args += ["--workdir", "/workspace"]
     for key, value in sorted(env.items()):
         args += ["--env", f"{key}={value}"]
-    return [*args, sandbox.name, *(command or ["bash", "-l"])]
+    prefix = list(security.CONFINE_PREFIX) if gvisor else []
+    return [*args, sandbox.name, *prefix, *(command or ["bash", "-l"])]
 
 
 def shell(
@@ -373,4 +385,5 @@ def shell(
         )
     env = llm_proxy.llm_environment(config)
     tty = os.isatty(0) and os.isatty(1)
-    return engine.run_interactive(exec_args(sandbox, command, tty, env))
+    gvisor = _runtime_of(data) == "runsc"
+    return engine.run_interactive(exec_args(sandbox, command, tty, env, gvisor))

@@ -117,13 +117,16 @@ def gvisor_variant(profile: dict[str, Any]) -> dict[str, Any]:
     """Return ``profile`` adapted to gVisor's ``oci-seccomp`` mode.
 
     gVisor (runsc 2024-07-29) returns EPERM for every filtered call whatever
-    ``errnoRet`` says, so the ``clone3`` ENOSYS rule would break every thread start.
-    gVisor does not implement ``clone3`` and answers it with ENOSYS itself, so the
-    variant lets the call through to that answer.
+    ``errnoRet`` says, so the ``clone3`` ENOSYS rule cannot work there and is
+    dropped: ``clone3`` falls to the default EPERM. That profile covers only the
+    container's first process (``sleep``), which starts no threads. Commands run
+    with ``podman exec`` load the unchanged profile through ``seccomp_exec``, where
+    gVisor's in-sandbox seccomp returns ENOSYS as written and glibc falls back to
+    ``clone``. Allowing ``clone3`` instead would let its unchecked flags create
+    namespaces, because gVisor implements ``clone3``.
     """
     variant = copy.deepcopy(profile)
     rules = [rule for rule in variant["syscalls"] if rule.get("names") != ["clone3"]]
-    rules.insert(0, {"names": ["clone3"], "action": "SCMP_ACT_ALLOW"})
     variant["syscalls"] = rules
     return variant
 
@@ -136,17 +139,18 @@ def profile_path(gvisor: bool) -> Path:
     """Return the profile file to pass to Podman, writing it when missing.
 
     Uses the copy ``aibox setup --system`` installed in the system directory when
-    it is there and valid; otherwise renders the shipped profile into the user's
-    state directory under a name that carries its content hash.
+    it matches the shipped profile; otherwise renders the shipped profile into the
+    user's state directory under a name that carries its content hash.
     """
     name = GVISOR_PROFILE_NAME if gvisor else PROFILE_NAME
-    installed = paths.system_dir() / name
-    if installed.is_file():
-        validate_profile(load_profile(installed))
-        return installed
     profile = load_profile()
     validate_profile(profile)
     text = render(gvisor_variant(profile) if gvisor else profile)
+    installed = paths.system_dir() / name
+    if installed.is_file():
+        validate_profile(load_profile(installed))
+        if installed.read_text("utf-8") == text:
+            return installed
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     target = paths.user_state_dir() / f"{name.removesuffix('.json')}-{digest}.json"
     if not target.is_file():

@@ -20,6 +20,13 @@ from aibox.sandbox import workspace as ws
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 VENV_PATH = "/opt/aibox/venv"
+
+# Under gVisor, ``podman exec`` processes escape the container's seccomp profile,
+# so each exec'd command first loads the profile itself through this launcher.
+CONFINE_DIR = "/run/aibox-sandbox"
+CONFINE_SCRIPT = f"{CONFINE_DIR}/seccomp_exec.py"
+CONFINE_PROFILE = f"{CONFINE_DIR}/seccomp.json"
+CONFINE_PREFIX = ("/usr/bin/python3", "-I", CONFINE_SCRIPT, CONFINE_PROFILE, "--")
 APPARMOR_PROFILE = "aibox-sandbox"
 
 # The open-files and process limits root-run Podman must lower: without CAP_SYS_RESOURCE
@@ -95,6 +102,7 @@ class SandboxSpec:
     image: str
     runtime: RuntimeChoice
     seccomp_profile: Path
+    confine_profile: Path | None
     resources: Resources
     rootless: bool
     apparmor: bool
@@ -137,7 +145,7 @@ def _check_mount_source(path: Path) -> None:
     # Podman's -v syntax splits on ':' and ',' so such paths cannot be expressed.
     if any(char in str(path) for char in ":,\n"):
         raise UsageError(
-            f"workspace path contains ':' ',' or a newline: {path}",
+            f"mount source path contains ':' ',' or a newline: {path}",
             hint="Rename the directory; Podman's volume syntax cannot carry these.",
         )
 
@@ -201,6 +209,17 @@ def mount_args(spec: SandboxSpec) -> list[str]:
     _check_mount_source(spec.workspace)
     args = ["--volume", f"{spec.workspace}:/workspace:rw,nosuid,nodev"]
     args += ["--volume", f"{VENV_PATH}:{VENV_PATH}:ro,nosuid,nodev"]
+    if spec.runtime.is_gvisor:
+        if spec.confine_profile is None:
+            raise ValueError("a gVisor sandbox needs the profile for exec'd commands")
+        launcher = Path(__file__).with_name("seccomp_exec.py")
+        _check_mount_source(launcher)
+        _check_mount_source(spec.confine_profile)
+        args += ["--volume", f"{launcher}:{CONFINE_SCRIPT}:ro,nosuid,nodev"]
+        args += [
+            "--volume",
+            f"{spec.confine_profile}:{CONFINE_PROFILE}:ro,nosuid,nodev",
+        ]
     for volume, destination in volume_mounts(spec.user, spec.caches):
         args += ["--volume", f"{volume}:{destination}:rw,nosuid,nodev"]
     return args

@@ -108,7 +108,7 @@ def test_clone_rule_masks_namespace_flags() -> None:
     assert condition["valueTwo"] == 0
 
 
-def test_gvisor_variant_lets_clone3_reach_gvisor() -> None:
+def test_gvisor_variant_drops_clone3_rule() -> None:
     profile = shipped()
     runc_rules = [rule for rule in profile["syscalls"] if "clone3" in rule["names"]]
     assert runc_rules == [
@@ -116,7 +116,7 @@ def test_gvisor_variant_lets_clone3_reach_gvisor() -> None:
     ]
     variant = seccomp.gvisor_variant(profile)
     gvisor_rules = [rule for rule in variant["syscalls"] if "clone3" in rule["names"]]
-    assert gvisor_rules == [{"names": ["clone3"], "action": "SCMP_ACT_ALLOW"}]
+    assert gvisor_rules == []
     assert profile == shipped()
 
 
@@ -140,3 +140,15 @@ def test_profile_path_rejects_tampered_system_copy(
     (tmp_path / seccomp.PROFILE_NAME).write_text(json.dumps(profile))
     with pytest.raises(seccomp.SeccompProfileError, match="mount"):
         seccomp.profile_path(gvisor=False)
+
+
+def test_profile_path_prefers_current_system_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIBOX_SYSTEM_DIR", str(tmp_path))
+    current = tmp_path / seccomp.PROFILE_NAME
+    current.write_text(seccomp.render(shipped()))
+    assert seccomp.profile_path(gvisor=False) == current
+    stale = tmp_path / seccomp.GVISOR_PROFILE_NAME
+    stale.write_text(seccomp.render(shipped()))
+    assert seccomp.profile_path(gvisor=True) != stale

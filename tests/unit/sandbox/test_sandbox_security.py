@@ -21,6 +21,7 @@ def make_spec(tmp_path: Path, **overrides: object) -> security.SandboxSpec:
             "runsc", "/usr/bin/runsc", ("oci-seccomp", "network=none")
         ),
         "seccomp_profile": Path("/etc/aibox/seccomp-gvisor.json"),
+        "confine_profile": Path("/etc/aibox/seccomp.json"),
         "resources": security.Resources(cpus=2, memory_bytes=8 * 1024**3, pids=4096),
         "rootless": False,
         "apparmor": False,
@@ -54,9 +55,12 @@ def test_run_args_carry_every_control(tmp_path: Path) -> None:
 
 def test_run_args_mount_workspace_venv_and_volumes(tmp_path: Path) -> None:
     volumes = pairs(security.build_run_args(make_spec(tmp_path)), "--volume")
+    launcher = Path(security.__file__).with_name("seccomp_exec.py")
     assert volumes == [
         f"{tmp_path}:/workspace:rw,nosuid,nodev",
         "/opt/aibox/venv:/opt/aibox/venv:ro,nosuid,nodev",
+        f"{launcher}:/run/aibox-sandbox/seccomp_exec.py:ro,nosuid,nodev",
+        "/etc/aibox/seccomp.json:/run/aibox-sandbox/seccomp.json:ro,nosuid,nodev",
         "aibox-tester-home:/home/dev:rw,nosuid,nodev",
         "aibox-tester-toolpacks:/opt/toolpacks:rw,nosuid,nodev",
         "aibox-tester-cache-maven:/home/dev/.m2/repository:rw,nosuid,nodev",
@@ -173,3 +177,23 @@ def test_policy_requiring_gvisor_beats_config() -> None:
     config = Config.model_validate({"gvisor": {"enabled": False}})
     with pytest.raises(UsageError, match="requires gVisor"):
         runtime.select_runtime(config, {"runtime": {"gvisor": True}}, False, [])
+
+
+def test_runc_sandbox_has_no_launcher_mount(tmp_path: Path) -> None:
+    runc = security.RuntimeChoice("runc", "/usr/sbin/runc")
+    spec = make_spec(tmp_path, runtime=runc, confine_profile=None)
+    volumes = pairs(security.build_run_args(spec), "--volume")
+    assert not [volume for volume in volumes if "/run/aibox-sandbox" in volume]
+
+
+def test_exec_args_confine_gvisor_commands(tmp_path: Path) -> None:
+    from aibox.sandbox.lifecycle import Sandbox, exec_args
+
+    sandbox = Sandbox(workspace=tmp_path, user="tester", name="aibox-tester-1")
+    confined = exec_args(sandbox, ["id"], tty=False, env={"A": "1"}, gvisor=True)
+    assert confined[-6:] == [*security.CONFINE_PREFIX, "id"]
+    assert "--tty" not in confined
+    assert confined[confined.index("--user") + 1] == "1000:1000"
+    plain = exec_args(sandbox, [], tty=True, env={}, gvisor=False)
+    assert plain[-3:] == ["aibox-tester-1", "bash", "-l"]
+    assert "--tty" in plain
