@@ -7,6 +7,7 @@ for the LLM API key. The directory lives on tmpfs so no token reaches a disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,6 +87,7 @@ class HandoffDirectory:
     root: Path
     rootless: bool
     mounted: bool
+    keep_id: bool = False
 
     @property
     def path(self) -> Path:
@@ -98,7 +100,9 @@ class HandoffDirectory:
         ]
 
 
-def create_directory(sandbox_id: str, rootless: bool) -> HandoffDirectory:
+def create_directory(
+    sandbox_id: str, rootless: bool, keep_id: bool = False
+) -> HandoffDirectory:
     """Create the credential directory on tmpfs, mounting one when running as root.
 
     Rootless runs use ``$XDG_RUNTIME_DIR`` and are rejected when it is not tmpfs.
@@ -113,6 +117,8 @@ def create_directory(sandbox_id: str, rootless: bool) -> HandoffDirectory:
     mounted = False
     if filesystem_type(root) not in TMPFS_TYPES:
         if rootless:
+            with contextlib.suppress(OSError):
+                root.rmdir()
             raise CredentialError(
                 f"{root} is not on tmpfs, so tokens written there could reach a disk",
                 hint="Make XDG_RUNTIME_DIR a tmpfs (systemd-logind does this).",
@@ -131,7 +137,9 @@ def create_directory(sandbox_id: str, rootless: bool) -> HandoffDirectory:
         mounted = True
     # The sandbox users must traverse these; the files inside are 0400 or 0444.
     os.chmod(root, 0o755)  # noqa: S103
-    directory = HandoffDirectory(root=root, rootless=rootless, mounted=mounted)
+    directory = HandoffDirectory(
+        root=root, rootless=rootless, mounted=mounted, keep_id=keep_id
+    )
     directory.path.mkdir(mode=0o755, exist_ok=True)
     os.chmod(directory.path, 0o755)  # noqa: S103
     return directory
@@ -139,8 +147,11 @@ def create_directory(sandbox_id: str, rootless: bool) -> HandoffDirectory:
 
 def _set_owner(directory: HandoffDirectory, path: Path, uid: int) -> None:
     if directory.rootless:
-        # NOTE: this maps uid for Podman's default rootless user namespace. With
-        # --userns=keep-id the sandbox user 1000 is the host user instead.
+        # With --userns=keep-id:uid=1000 the sandbox user 1000 is the host user,
+        # who already owns the file. Every other uid maps the same way in both
+        # namespaces, which is what ``podman unshare`` sees.
+        if directory.keep_id and uid == SANDBOX_UID:
+            return
         _run(["podman", "unshare", "chown", f"{uid}:{uid}", str(path)])
     else:
         os.chown(path, uid, uid)

@@ -123,19 +123,27 @@ def _hand_over_stored(config: Config, directory: HandoffDirectory, user: str) ->
 
 
 def prepare_sandbox_credentials(
-    config: Config, policy: EffectivePolicy, sandbox_id: str, user: str, rootless: bool
+    config: Config,
+    policy: EffectivePolicy,
+    sandbox_id: str,
+    user: str,
+    rootless: bool,
+    *,
+    keep_id: bool = False,
 ) -> list[str]:
     """Issue this sandbox's credentials and return the podman arguments to mount them.
 
-    On failure nothing stays behind: a minted token is revoked and the directory
-    removed before the error propagates.
+    Set ``keep_id`` when a rootless sandbox runs with
+    ``--userns=keep-id:uid=1000,gid=1000``, which changes who uid 1000 is on the
+    host. On failure nothing stays behind: a minted token is revoked and the
+    directory removed before the error propagates.
     """
     _check_sandbox_id(sandbox_id)
     check_user_name(user)
     ttl, revoke_on_stop = credential_settings(policy)
     hosts = allowed_hosts_from_policy(policy, config)
     mode = "vault" if backend_name(config) == "vault" else "stored"
-    directory = create_directory(sandbox_id, rootless)
+    directory = create_directory(sandbox_id, rootless, keep_id)
     issued = int(time.time())
     record: dict[str, Any] = {
         "sandbox_id": sandbox_id,

@@ -292,6 +292,41 @@ def git_server(tmp_path: Path, bao: BaoServer) -> Iterator[GitServer]:
         yield server
 
 
+TOOLS = ("sh", "cat", "env", "id")
+
+
+def build_rootfs(target: Path) -> Path:
+    """Copy a shell and a few tools with their shared libraries into ``target``."""
+    for tool in TOOLS:
+        binary = Path(shutil.which(tool) or "")
+        libraries = subprocess.run(
+            ["ldd", str(binary)], capture_output=True, text=True, check=True
+        ).stdout
+        needed = [binary]
+        for line in libraries.splitlines():
+            parts = line.split()
+            for part in parts:
+                if part.startswith("/"):
+                    needed.append(Path(part))
+        for source in needed:
+            destination = target / source.relative_to("/")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.resolve(), destination)
+        (target / "bin").mkdir(exist_ok=True)
+        link = target / "bin" / tool
+        if not link.exists():
+            link.symlink_to(binary)
+    for directory in ("proc", "sys", "dev", "tmp", "run", "etc"):
+        (target / directory).mkdir(exist_ok=True)
+    (target / "etc" / "passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\ndev:x:1000:1000::/tmp:/bin/sh\n"
+        "llmproxy:x:1001:1001::/tmp:/bin/sh\n"
+    )
+    (target / "etc" / "group").write_text("root:x:0:\ndev:x:1000:\nllmproxy:x:1001:\n")
+    (target / "etc" / "mtab").symlink_to("../proc/self/mounts")
+    return target
+
+
 def helper_path() -> str:
     path = (
         shutil.which("aibox-credential-helper")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from aibox.credentials import sandbox
 from aibox.credentials.filestore import EncryptedFileStore
 from aibox.credentials.secret import Secret
 from aibox.policy.effective import EffectivePolicy
-from conftest import require_tool
+from conftest import build_rootfs, require_tool
 
 PREFIX = "aibox-credtest-"
 PODMAN_RUN = [
@@ -32,33 +31,6 @@ PODMAN_RUN = [
     "--ulimit",
     "nproc=1024:1024",
 ]
-TOOLS = ("sh", "cat", "env", "id")
-
-
-def build_rootfs(target: Path) -> Path:
-    """Copy a shell and a few tools with their shared libraries into ``target``."""
-    for tool in TOOLS:
-        binary = Path(shutil.which(tool) or "")
-        libraries = subprocess.run(
-            ["ldd", str(binary)], capture_output=True, text=True, check=True
-        ).stdout
-        needed = [binary]
-        for line in libraries.splitlines():
-            parts = line.split()
-            for part in parts:
-                if part.startswith("/"):
-                    needed.append(Path(part))
-        for source in needed:
-            destination = target / source.relative_to("/")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source.resolve(), destination)
-        (target / "bin").mkdir(exist_ok=True)
-        link = target / "bin" / tool
-        if not link.exists():
-            link.symlink_to(binary)
-    for directory in ("proc", "sys", "dev", "tmp", "run", "etc"):
-        (target / directory).mkdir(exist_ok=True)
-    return target
 
 
 @pytest.fixture
