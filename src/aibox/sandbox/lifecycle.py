@@ -182,7 +182,7 @@ def start(
                     sandbox, "already-running", _runtime_of(existing), warnings
                 )
             enforcement.check_host_enforcement(config, policy, engine.rootless)
-            engine.run(["start", sandbox.name], timeout=120)
+            engine.run(security.start_args(existing), timeout=120)
             llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
             _record_decision(
                 "container_start",

@@ -156,9 +156,29 @@ def labels(spec: SandboxSpec) -> dict[str, str]:
         f"{LABEL_PREFIX}.workspace": str(spec.workspace),
         f"{LABEL_PREFIX}.user": spec.user,
         f"{LABEL_PREFIX}.runtime": spec.runtime.name,
+        f"{LABEL_PREFIX}.runtime-flags": ",".join(spec.runtime.flags),
         f"{LABEL_PREFIX}.policy-hash": spec.policy_hash,
         f"{LABEL_PREFIX}.image": spec.image,
     }
+
+
+def start_args(container: Mapping[str, Any]) -> list[str]:
+    """Return ``podman start`` arguments for a stopped sandbox.
+
+    Podman 4.3 does not keep ``--runtime-flag`` values with the container, so they
+    are read back from the label written at creation and passed again as global
+    options. Without them runsc would drop the seccomp profile and network mode.
+    """
+    labels = (container.get("Config") or {}).get("Labels") or {}
+    flags = [
+        flag
+        for flag in labels.get(f"{LABEL_PREFIX}.runtime-flags", "").split(",")
+        if flag
+    ]
+    args: list[str] = []
+    for flag in flags:
+        args += ["--runtime-flag", flag]
+    return [*args, "start", str(container.get("Name", container.get("Id")))]
 
 
 def volume_mounts(user: str, caches: Sequence[str]) -> list[tuple[str, str]]:

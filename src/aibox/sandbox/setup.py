@@ -19,6 +19,7 @@ from pathlib import Path
 from aibox import paths
 from aibox.config import Config, default_config_yaml
 from aibox.errors import AiboxError, UsageError
+from aibox.network.host import network_setup_step
 from aibox.sandbox import apparmor, image, seccomp, security
 from aibox.sandbox.podman import Podman
 from aibox.sandbox.runtime import RUNSC_CONF, find_runtime
@@ -171,6 +172,7 @@ SYSTEM_STEPS: list[Step] = [
     ("group", create_group),
     ("log directory", create_log_dir),
     ("rootless", prepare_rootless),
+    ("network", network_setup_step),
     ("image cache", build_image_cache),
 ]
 

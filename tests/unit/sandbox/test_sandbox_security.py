@@ -197,3 +197,16 @@ def test_exec_args_confine_gvisor_commands(tmp_path: Path) -> None:
     plain = exec_args(sandbox, [], tty=True, env={}, gvisor=False)
     assert plain[-3:] == ["aibox-tester-1", "bash", "-l"]
     assert "--tty" in plain
+
+
+def test_start_args_repeat_runtime_flags(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path)
+    container = {"Name": spec.name, "Config": {"Labels": security.labels(spec)}}
+    assert security.start_args(container) == [
+        "--runtime-flag",
+        "oci-seccomp",
+        "--runtime-flag",
+        "network=none",
+        "start",
+        spec.name,
+    ]
