@@ -229,7 +229,9 @@ def _create(
     image.ensure_image(engine, config.image, notify)
     enforcement.check_host_enforcement(config, policy, engine.rootless)
     network_args = enforcement.container_network_args(config, engine.rootless)
-    runtime = select_runtime(config, policy.data, engine.rootless, network_args)
+    runtime = select_runtime(
+        config, policy.data, engine.rootless, network_args, sandbox.workspace
+    )
     profile = seccomp.profile_path(gvisor=runtime.is_gvisor)
     created = _Created()
     try:

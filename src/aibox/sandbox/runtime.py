@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,32 @@ def runtime_settings(policy_data: Mapping[str, Any]) -> dict[str, Any]:
 def gvisor_required(policy_data: Mapping[str, Any]) -> bool:
     settings = runtime_settings(policy_data)
     return bool(settings.get("gvisor") or settings.get("require_gvisor"))
+
+
+def workspace_writable_under_rootless_gvisor(workspace: Path) -> bool:
+    """Return whether rootless runsc lets the sandbox user write ``workspace``.
+
+    runsc 2024-07-29 ignores Podman's keep-id and ``--uidmap`` mappings and POSIX
+    ACLs on bind mounts, so the sandbox user (a subordinate uid on the host) can
+    write only when the directory's mode lets others write.
+    """
+    return bool(workspace.stat().st_mode & stat.S_IWOTH)
+
+
+def runc_fallback_needed(
+    policy_data: Mapping[str, Any], workspace: Path | None
+) -> bool:
+    """Return whether a rootless sandbox should use runc instead of gVisor.
+
+    Only when gVisor cannot give a writable workspace, the policy allows the
+    fallback (``runtime.allow_runc_fallback``) and does not require gVisor.
+    """
+    if workspace is None or workspace_writable_under_rootless_gvisor(workspace):
+        return False
+    settings = runtime_settings(policy_data)
+    return bool(settings.get("allow_runc_fallback")) and not gvisor_required(
+        policy_data
+    )
 
 
 def find_runtime(name: str) -> str:
@@ -81,14 +108,24 @@ def select_runtime(
     policy_data: Mapping[str, Any],
     rootless: bool,
     network_args: Sequence[str],
+    workspace: Path | None = None,
 ) -> RuntimeChoice:
-    """Pick runsc when gVisor is enabled (or the policy requires it), else runc."""
+    """Pick runsc when gVisor is enabled (or the policy requires it), else runc.
+
+    Rootless sandboxes fall back to runc only as :func:`runc_fallback_needed` says.
+    """
     required = gvisor_required(policy_data)
     if not config.gvisor.enabled and required:
         raise UsageError(
             "gvisor.enabled is false but the effective policy requires gVisor",
             hint="Set gvisor.enabled: true in the config.",
         )
+    if (
+        config.gvisor.enabled
+        and rootless
+        and runc_fallback_needed(policy_data, workspace)
+    ):
+        return RuntimeChoice("runc", find_runtime("runc"))
     if config.gvisor.enabled:
         return RuntimeChoice(
             "runsc", find_runtime("runsc"), gvisor_flags(network_args, rootless)

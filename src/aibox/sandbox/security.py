@@ -217,6 +217,9 @@ def security_args(spec: SandboxSpec) -> list[str]:
         "--tmpfs",
         "/var/tmp:rw,noexec,nosuid,nodev,size=1g",  # noqa: S108
     ]
+    if spec.rootless and not spec.runtime.is_gvisor:
+        # Maps sandbox uid 1000 to the invoking user, so /workspace stays writable.
+        args += ["--userns", f"keep-id:uid={SANDBOX_UID},gid={SANDBOX_GID}"]
     if spec.apparmor and not spec.rootless:
         args += ["--security-opt", f"apparmor={APPARMOR_PROFILE}"]
     if not spec.rootless:
