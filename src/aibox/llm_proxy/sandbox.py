@@ -19,6 +19,7 @@ from aibox.config import Config
 from aibox.errors import AiboxError
 from aibox.policy.effective import EffectivePolicy
 from aibox.sandbox.podman import Podman
+from aibox.sandbox.security import LABEL_PREFIX
 
 PROXY_UID = 1001
 PROXY_EXECUTABLE = "/opt/aibox/venv/bin/aibox-llm-proxy"
@@ -27,7 +28,6 @@ KEY_FILE = "/run/aibox/credentials/llm-api-key"
 PAYLOAD_LOG_DIR = "/var/log/aibox"
 PAYLOAD_LOG = f"{PAYLOAD_LOG_DIR}/llm-payloads.jsonl"
 READY_TIMEOUT_SECONDS = 15.0
-_USER_LABEL = "aibox.user"
 
 # Probes /healthz from inside the container; exit 0 when the proxy answers 200.
 _HEALTH_PROBE = """
@@ -114,7 +114,7 @@ def proxy_command(
 def _sandbox_user(engine: Podman, container: str) -> str:
     data = engine.inspect_container(container) or {}
     labels = (data.get("Config") or {}).get("Labels") or {}
-    return str(labels.get(_USER_LABEL) or getpass.getuser())
+    return str(labels.get(f"{LABEL_PREFIX}.user") or getpass.getuser())
 
 
 def _healthy(engine: Podman, container: str, url: str) -> bool:
