@@ -3,7 +3,7 @@
 A bucket holds up to ``capacity`` units and refills continuously at
 ``capacity / 60`` units per second. A request takes one unit from the request
 bucket and its estimated token count from the token bucket before it is
-forwarded; once the upstream reports usage, the difference is returned or
+forwarded. Once the upstream reports usage, the difference is returned or
 charged. A charge may drive a bucket below zero, which delays later requests
 until the debt is refilled.
 
@@ -64,7 +64,7 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class Reservation:
-    """What one admitted request took from the buckets."""
+    """The tokens one admitted request took from the token bucket."""
 
     tokens: int
 
@@ -92,7 +92,7 @@ class RateLimiter:
         self.tokens = TokenBucket(tokens_per_min, clock) if tokens_per_min else None
 
     def reserve(self, estimated_tokens: int) -> Reservation | Rejection:
-        """Take one request and ``estimated_tokens`` tokens, or say how long to wait.
+        """Take one request and ``estimated_tokens`` tokens, or return how long to wait.
 
         Both buckets are checked before either is charged, so a rejected request
         costs nothing. An estimate above the per-minute capacity is reserved as

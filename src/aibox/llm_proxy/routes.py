@@ -21,7 +21,7 @@ class Provider(StrEnum):
 
 
 class RouteKind(StrEnum):
-    """How the proxy treats a route's body, for limits and usage accounting."""
+    """The kind of work a route does, which decides its limits and usage accounting."""
 
     GENERATE = "generate"  # model output: tokens reserved and corrected
     COUNT = "count"  # token counting: request limit only
@@ -57,7 +57,7 @@ _COMPILED = tuple(
 
 
 class RouteError(Exception):
-    """A request that no route accepts, with the HTTP status to answer."""
+    """A request that no route accepts, with the HTTP status to return."""
 
     def __init__(self, provider: Provider, status: int, message: str) -> None:
         super().__init__(message)

@@ -3,7 +3,7 @@
 The proxy runs as its own process under uid 1001 (``llmproxy``), started with
 ``podman exec``. It reads the key from the credential tmpfs file, which is mode
 0400 and owned by uid 1001, so the developer's uid 1000 can read neither the file
-nor the proxy's ``/proc/<pid>/environ``; the key is never in an environment
+nor the proxy's ``/proc/<pid>/environ``. The key is never in an environment
 variable or on the command line.
 """
 
@@ -29,7 +29,7 @@ PAYLOAD_LOG_DIR = "/var/log/aibox"
 PAYLOAD_LOG = f"{PAYLOAD_LOG_DIR}/llm-payloads.jsonl"
 READY_TIMEOUT_SECONDS = 15.0
 
-# Probes /healthz from inside the container; exit 0 when the proxy answers 200.
+# Probes /healthz from inside the container and exits 0 when it returns 200.
 _HEALTH_PROBE = """
 import sys, urllib.request
 try:
@@ -132,7 +132,7 @@ def start_llm_proxy(
 ) -> None:
     """Start the proxy as its own process inside the running ``container``.
 
-    Returns once ``/healthz`` answers; raises AiboxError when it does not within
+    Returns once ``/healthz`` responds; raises AiboxError when it does not within
     ``READY_TIMEOUT_SECONDS``. ``rootless`` needs no change here, because
     ``podman exec`` maps uid 1001 through the container's own user namespace.
     """

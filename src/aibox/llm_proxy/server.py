@@ -213,7 +213,7 @@ class LLMProxy:
         return response
 
     async def _read_body(self, request: web.Request, exchange: Exchange) -> bytes:
-        """Read the request body, answering 413 as soon as it passes the limit."""
+        """Read the request body, returning 413 as soon as it passes the limit."""
         limit = self.settings.max_request_bytes
         too_large = ExchangeFailed(
             413,

@@ -153,8 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("PAYLOAD_BODY_MAX_BYTES", str(DEFAULT_PAYLOAD_BODY_MAX_BYTES)),
         help="bytes of each body kept in the payload log",
     )
-    add("--connect-timeout", type=_positive_float, default=10.0, help="seconds")
-    add("--read-timeout", type=_positive_float, default=600.0, help="seconds")
+    add(
+        "--connect-timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds to wait for an upstream connection",
+    )
+    add(
+        "--read-timeout",
+        type=_positive_float,
+        default=600.0,
+        help="seconds to wait between reads from the upstream",
+    )
     add(
         "--client-write-timeout",
         type=_positive_float,

@@ -54,6 +54,7 @@ class ConnectProxy:
         upstream_reader, upstream_writer = await asyncio.open_connection(
             host, int(port)
         )
+        self._writers.append(upstream_writer)
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
         await asyncio.gather(
