@@ -19,6 +19,7 @@ from aibox.errors import AiboxError, UsageError
 from aibox.network import firewall, services
 from aibox.network.allowlist import Allowlist, allowlist_from_policy
 from aibox.network.coredns import render_corefile
+from aibox.network.enforcement import SANDBOX_RESOLV_CONF
 from aibox.network.nftables import render_ruleset
 from aibox.network.settings import NetworkSettings, network_settings
 from aibox.network.squid import (
@@ -150,6 +151,13 @@ def _apply_coredns(allowlist: Allowlist, settings: NetworkSettings) -> list[str]
     return [f"wrote {settings.corefile}; {verb} CoreDNS"]
 
 
+def _write_resolv_conf(settings: NetworkSettings) -> list[str]:
+    if _read(settings.sandbox_resolv_conf) == SANDBOX_RESOLV_CONF:
+        return []
+    write_text_atomic(settings.sandbox_resolv_conf, SANDBOX_RESOLV_CONF)
+    return [f"wrote {settings.sandbox_resolv_conf}"]
+
+
 def setup_network(config: Config, policy: Any = None) -> list[str]:
     """Install host egress enforcement for ``policy`` and return what changed.
 
@@ -170,13 +178,25 @@ def setup_network(config: Config, policy: Any = None) -> list[str]:
     services.prepare_log_files(settings)
     # NOTE: systemd units are not written; the services run supervised by aibox
     # even where systemd is PID 1, which is not exercised on these hosts.
-    changes = firewall.ensure_podman_network(settings)
+    changes = _write_resolv_conf(settings)
+    changes += firewall.ensure_podman_network(settings)
     changes += firewall.ensure_bridge(settings)
     changes += firewall.ensure_blackhole_route(settings)
     changes += _apply_ruleset(allowlist, settings)
     changes += _apply_coredns(allowlist, settings)
     changes += _apply_squid(allowlist, settings)
     return changes
+
+
+def network_setup_step(context: Any) -> str:
+    """Run :func:`setup_network` as a step of ``aibox setup --system``.
+
+    ``context`` is the setup context; only its ``config`` is used.
+    """
+    changes = setup_network(context.config)
+    if not changes:
+        return "egress enforcement up to date (nothing changed)"
+    return "; ".join(changes)
 
 
 def teardown_network(config: Config) -> list[str]:

@@ -31,7 +31,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import cast
 
@@ -245,7 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             "cannot bind the relay inside process %d's namespaces: %s", args.pid, exc
         )
         return 1
-    args.pidfile.write_text(f"{os.getpid()}\n")
+    # The caller waits for this process: it exits once the sockets are bound and
+    # leaves the relay itself running in a new session.
+    daemon = os.fork()
+    if daemon > 0:
+        args.pidfile.write_text(f"{daemon}\n")
+        return 0
+    os.setsid()
     log.info("relaying for process %d to %s", args.pid, args.upstream)
     try:
         asyncio.run(
@@ -273,7 +278,7 @@ def start_relay(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pidfile.unlink(missing_ok=True)
     with log_file.open("a") as output:
-        process = subprocess.Popen(
+        result = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -293,16 +298,11 @@ def start_relay(
             stdout=output,
             stderr=output,
             start_new_session=True,
+            timeout=READY_TIMEOUT,
+            check=False,
         )
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if pidfile.exists():
-            return process.pid
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    if process.poll() is None:
-        process.kill()
+    if result.returncode == 0 and pidfile.exists():
+        return int(pidfile.read_text().split()[0])
     raise EnforcementError(
         f"the network relay for sandbox process {pid} did not start; see {log_file}",
         hint="Check that Squid and CoreDNS run ('aibox doctor'), then restart "

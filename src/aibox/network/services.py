@@ -108,7 +108,6 @@ def prepare_log_files(settings: NetworkSettings) -> None:
     """Create the log directory and the proxy logs, writable by Squid's user."""
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    settings.log_dir.chmod(0o755)
     proxy = pwd.getpwnam(PROXY_USER)
     for path in (settings.proxy_access_log, settings.proxy_cache_log):
         path.touch(exist_ok=True)
@@ -214,11 +213,12 @@ def coredns_command(settings: NetworkSettings) -> list[str]:
 def start_coredns(settings: NetworkSettings) -> None:
     """Start CoreDNS under the supervisor and wait until it answers."""
     pidfile = coredns_pidfile(settings)
-    subprocess.Popen(
+    subprocess.run(
         [
             sys.executable,
             "-m",
             "aibox.network.supervisor",
+            "--detach",
             "--pidfile",
             str(pidfile),
             "--log",
@@ -230,6 +230,8 @@ def start_coredns(settings: NetworkSettings) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        check=False,
+        timeout=30,
         env={
             "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": os.pathsep.join(sys.path),

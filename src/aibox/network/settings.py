@@ -77,6 +77,11 @@ class NetworkSettings:
         return self.system_dir / f"{self._prefix}nftables.conf"
 
     @property
+    def sandbox_resolv_conf(self) -> Path:
+        """The resolv.conf mounted into rootless sandboxes (DNS via the relay)."""
+        return self.system_dir / f"{self._prefix}sandbox-resolv.conf"
+
+    @property
     def loaded_ruleset(self) -> Path:
         """The ruleset as ``nft list`` printed it right after setup applied it."""
         return self.run_dir / f"{self.instance}-nftables.loaded"

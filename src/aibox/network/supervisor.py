@@ -77,11 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aibox-supervisor")
     parser.add_argument("--pidfile", type=Path, required=True)
     parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument(
+        "--detach", action="store_true", help="fork into the background first"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("a command to supervise is required after --")
+    if args.detach:
+        if os.fork() > 0:
+            os._exit(0)
+        os.setsid()
     supervisor = _Supervisor(command, args.log)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
