@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
 
 from aibox.cli.common import AppContext, out, pass_app, print_json
-from aibox.credentials.broker import open_store
+from aibox.credentials.broker import CredentialStore, open_store
 from aibox.credentials.envstore import EnvironmentStore
 from aibox.credentials.secret import SECRET_NAMES, Secret, check_secret_name
 from aibox.errors import UsageError
@@ -49,10 +50,25 @@ def add_command(app: AppContext, name: str, from_stdin: bool) -> int:
     """
     check_secret_name(name)
     value = _read_value(name, from_stdin)
-    store = open_store(app.config)
-    store.set(name, value)
-    out.print(f"Stored {name} in {store.describe()}.", markup=False)
+    with contextlib.closing(open_store(app.config)) as store:
+        store.set(name, value)
+        out.print(f"Stored {name} in {store.describe()}.", markup=False)
     return 0
+
+
+def _list_rows(store: CredentialStore) -> list[dict[str, str | None]]:
+    stored = set(store.names())
+    from_environment = set(EnvironmentStore().names()) if store.name != "env" else set()
+    rows: list[dict[str, str | None]] = []
+    for name in SECRET_NAMES:
+        if name in stored:
+            source: str | None = store.name
+        elif name in from_environment:
+            source = "env"
+        else:
+            source = None
+        rows.append({"name": name, "source": source})
+    return rows
 
 
 @auth_group.command("list")
@@ -60,24 +76,14 @@ def add_command(app: AppContext, name: str, from_stdin: bool) -> int:
 @pass_app
 def list_command(app: AppContext, as_json: bool) -> int:
     """List the stored credential names (never their values)."""
-    store = open_store(app.config)
-    stored = set(store.names())
-    from_environment = set(EnvironmentStore().names()) if store.name != "env" else set()
-    rows = []
-    for name in SECRET_NAMES:
-        if name in stored:
-            source = store.name
-        elif name in from_environment:
-            source = "env"
-        else:
-            source = None
-        rows.append({"name": name, "source": source})
+    with contextlib.closing(open_store(app.config)) as store:
+        rows = _list_rows(store)
+        location = store.describe()
+        backend = store.name
     if as_json:
-        print_json(
-            {"backend": store.name, "location": store.describe(), "credentials": rows}
-        )
+        print_json({"backend": backend, "location": location, "credentials": rows})
         return 0
-    out.print(f"Backend: {store.describe()}", markup=False)
+    out.print(f"Backend: {location}", markup=False)
     for row in rows:
         out.print(f"  {row['name']:<14} {row['source'] or 'not set'}", markup=False)
     return 0
@@ -89,11 +95,13 @@ def list_command(app: AppContext, as_json: bool) -> int:
 def remove_command(app: AppContext, name: str) -> int:
     """Remove credential NAME from the configured store."""
     check_secret_name(name)
-    store = open_store(app.config)
-    if not store.delete(name):
-        out.print(f"{name} was not stored in {store.describe()}.", markup=False)
+    with contextlib.closing(open_store(app.config)) as store:
+        removed = store.delete(name)
+        location = store.describe()
+    if not removed:
+        out.print(f"{name} was not stored in {location}.", markup=False)
         return 0
-    out.print(f"Removed {name} from {store.describe()}.", markup=False)
+    out.print(f"Removed {name} from {location}.", markup=False)
     return 0
 
 

@@ -39,6 +39,8 @@ class CredentialStore(Protocol):
 
     def names(self) -> list[str]: ...
 
+    def close(self) -> None: ...
+
 
 class VaultStore:
     """The user's secrets in Vault's KV v2 engine."""
@@ -65,6 +67,9 @@ class VaultStore:
 
     def names(self) -> list[str]:
         return self.client.list_secrets(self.user)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def current_user() -> str:

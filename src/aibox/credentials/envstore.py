@@ -9,7 +9,7 @@ from aibox.credentials.secret import SECRET_NAMES, Secret, check_secret_name
 
 
 def variable_for(name: str) -> str:
-    """Return the variable that holds ``name``: ``git-token`` is ``AIBOX_GIT_TOKEN``."""
+    """Return the variable for ``name``: ``AIBOX_GIT_TOKEN`` for ``git-token``."""
     return "AIBOX_" + check_secret_name(name).upper().replace("-", "_")
 
 
@@ -39,3 +39,6 @@ class EnvironmentStore:
 
     def names(self) -> list[str]:
         return [name for name in SECRET_NAMES if self.get(name) is not None]
+
+    def close(self) -> None:
+        pass

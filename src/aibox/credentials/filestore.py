@@ -2,10 +2,10 @@
 
 The key comes from ``AIBOX_STORE_PASSPHRASE`` when it is set, else from a random
 machine secret kept beside the store (mode 0600). The machine secret protects a
-copied or backed-up store file, not one read by the same user with the secret
-next to it; set a passphrase for that. Every write picks a new salt and nonce and
-replaces the file atomically under a lock, so a failed read or write leaves the
-previous file intact.
+copied or backed-up store file. It does not protect against the same user, who
+can read the secret next to the store, so set a passphrase for that. Every write
+picks a new salt and nonce and replaces the file atomically under a lock, so a
+failed read or write leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -217,3 +217,6 @@ class EncryptedFileStore:
 
     def names(self) -> list[str]:
         return sorted(self._load())
+
+    def close(self) -> None:
+        pass

@@ -29,7 +29,7 @@ _MOUNT_OPTIONS = "size=1m,mode=0755,nosuid,nodev,noexec"
 
 
 def sandbox_root(sandbox_id: str, rootless: bool) -> Path:
-    """Return the host directory that holds ``sandbox_id``'s runtime files."""
+    """Return the host directory that contains ``sandbox_id``'s runtime files."""
     if rootless:
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         if not runtime:
@@ -135,7 +135,8 @@ def create_directory(
             ]
         )
         mounted = True
-    # The sandbox users must traverse these; the files inside are 0400 or 0444.
+    # The sandbox users must traverse these directories. The files inside are
+    # 0400 or 0444.
     os.chmod(root, 0o755)  # noqa: S103
     directory = HandoffDirectory(
         root=root, rootless=rootless, mounted=mounted, keep_id=keep_id

@@ -7,8 +7,8 @@
 Everything comes from the read-only tmpfs mount at ``/run/aibox/credentials``
 (``AIBOX_CREDENTIALS_DIR`` overrides it). With Vault, ``get`` returns the
 sandbox's own short-lived Vault token, which internal git servers validate with
-a Vault token lookup. Before answering, the helper asks Vault whether the token
-is still valid. When Vault is unreachable it trusts the expiry that the host
+a Vault token lookup. Before it returns the token, the helper asks Vault whether
+the token is still valid. When Vault is unreachable it trusts the expiry that the host
 recorded at start, so a brief outage does not break git. That state is shared
 by every helper process through the mount, so no cache daemon is needed and the
 helper never writes a token anywhere. Stdout carries only the protocol answer.
@@ -77,7 +77,7 @@ def _read_secret_file(path: Path) -> Secret | None:
 
 @dataclass(frozen=True)
 class SandboxContext:
-    """What the host wrote at start: mode, user, Vault address, expiry, hosts."""
+    """The sandbox description written by the host at start, and the allowed hosts."""
 
     directory: Path
     mode: str
@@ -125,7 +125,8 @@ def _valid_vault_token(context: SandboxContext) -> tuple[Secret, int | None] | N
         return None
     now = int(time.time())
     try:
-        data = context.vault_client(token).lookup_self()
+        with context.vault_client(token) as client:
+            data = client.lookup_self()
     except VaultUnavailableError as exc:
         if context.expires_utc is not None and now < context.expires_utc:
             _note(f"{exc.message}; using the sandbox token until it expires")
@@ -175,7 +176,8 @@ def print_secret(name: str, context: SandboxContext, stdout: TextIO) -> int:
         token = _read_secret_file(context.directory / "vault-token")
         if token is None:
             raise CredentialError("the sandbox has no Vault token")
-        value = context.vault_client(token).read_secret(context.user, name)
+        with context.vault_client(token) as client:
+            value = client.read_secret(context.user, name)
     else:
         value = _read_secret_file(context.directory / name)
     if value is None:

@@ -1,4 +1,4 @@
-"""Which hosts the credential helper answers for, taken from the policy allowlist.
+"""Hosts the credential helper returns credentials for, from the policy allowlist.
 
 An entry ``git.internal`` matches that host on any port, ``git.internal:8443``
 only that port, ``.internal`` the domain and every subdomain, and

@@ -96,3 +96,6 @@ class KeychainStore:
 
     def names(self) -> list[str]:
         return sorted(name for name in self._index() if self.get(name) is not None)
+
+    def close(self) -> None:
+        pass

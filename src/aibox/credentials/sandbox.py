@@ -9,6 +9,7 @@ the ``llmproxy`` user only. Nothing is passed as an environment variable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -17,10 +18,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from filelock import Timeout
+
 from aibox.config import Config
 from aibox.credentials import revocations
-from aibox.credentials.broker import backend_name, open_store, read_secret
-from aibox.credentials.errors import CredentialError, VaultUnavailableError
+from aibox.credentials.broker import (
+    CredentialStore,
+    backend_name,
+    open_store,
+    read_secret,
+)
+from aibox.credentials.errors import VaultUnavailableError
 from aibox.credentials.handoff import (
     LLM_PROXY_UID,
     SANDBOX_UID,
@@ -92,22 +100,26 @@ def _sandbox_vault_address(config: Config) -> str:
 
 def _hand_over_vault(
     config: Config, directory: HandoffDirectory, user: str, sandbox_id: str, ttl: int
-) -> tuple[ChildToken, VaultClient]:
-    client = VaultClient.login(config.credentials.vault)
-    llm_key = client.read_secret(user, LLM_API_KEY)
-    child = client.create_child_token(user, sandbox_id, ttl)
-    try:
-        write_secret_file(directory, VAULT_TOKEN_FILE, child.token, SANDBOX_UID)
-        if llm_key is not None:
-            write_secret_file(directory, LLM_API_KEY, llm_key, LLM_PROXY_UID)
-    except BaseException:
-        client.revoke_accessor(child.accessor)
-        raise
-    return child, client
+) -> ChildToken:
+    with VaultClient.login(config.credentials.vault) as client:
+        llm_key = client.read_secret(user, LLM_API_KEY)
+        child = client.create_child_token(user, sandbox_id, ttl)
+        try:
+            write_secret_file(directory, VAULT_TOKEN_FILE, child.token, SANDBOX_UID)
+            if llm_key is not None:
+                write_secret_file(directory, LLM_API_KEY, llm_key, LLM_PROXY_UID)
+        except BaseException:
+            client.revoke_accessor(child.accessor)
+            raise
+    return child
 
 
 def _hand_over_stored(config: Config, directory: HandoffDirectory, user: str) -> None:
-    store = open_store(config, user)
+    with contextlib.closing(open_store(config, user)) as store:
+        _write_stored(store, directory)
+
+
+def _write_stored(store: CredentialStore, directory: HandoffDirectory) -> None:
     for name, uid in (
         (GIT_TOKEN, SANDBOX_UID),
         (MIRROR_TOKEN, SANDBOX_UID),
@@ -158,7 +170,7 @@ def prepare_sandbox_credentials(
     try:
         expires: int | None = None
         if mode == "vault":
-            child, _ = _hand_over_vault(config, directory, user, sandbox_id, ttl)
+            child = _hand_over_vault(config, directory, user, sandbox_id, ttl)
             expires = issued + child.ttl_seconds
             record.update(
                 accessor=child.accessor, vault_address=config.credentials.vault.address
@@ -195,7 +207,8 @@ def _revoke_or_queue(config: Config, sandbox_id: str, accessor: str) -> bool:
     """Revoke the token behind ``accessor``; queue it when that fails."""
     address = config.credentials.vault.address or ""
     try:
-        VaultClient.login(config.credentials.vault).revoke_accessor(accessor)
+        with VaultClient.login(config.credentials.vault) as client:
+            client.revoke_accessor(accessor)
         return True
     except AiboxError as exc:
         kind = "unreachable" if isinstance(exc, VaultUnavailableError) else "failed"
@@ -235,10 +248,11 @@ def pending_revocations(config: Config) -> list[PendingRevocation]:
 
 
 def retry_pending_revocations(config: Config) -> list[PendingRevocation]:
-    """Retry queued revocations and return those still pending; never raises.
+    """Retry queued revocations and return those still pending.
 
-    Without a queue file this returns at once without contacting Vault, so it
-    is cheap enough to run at the start of every command.
+    Vault errors stay in the queue as ``last_error``. Only a failure to read or
+    write the local queue file raises. Without a queue file this returns at
+    once without contacting Vault.
     """
     if not revocations.queue_path().exists():
         return []
@@ -247,7 +261,6 @@ def retry_pending_revocations(config: Config) -> list[PendingRevocation]:
         if not pending:
             revocations.save_queue([])
             return []
-        remaining: list[PendingRevocation] = []
         try:
             client = VaultClient.login(config.credentials.vault)
         except AiboxError as exc:
@@ -257,16 +270,28 @@ def retry_pending_revocations(config: Config) -> list[PendingRevocation]:
             ]
             revocations.save_queue(remaining)
             return remaining
-        for entry in pending:
-            try:
-                client.revoke_accessor(entry.accessor)
-                log.info("revoked the queued token of sandbox %s", entry.sandbox_id)
-            except (CredentialError, AiboxError) as exc:
-                remaining.append(
-                    replace(entry, attempts=entry.attempts + 1, last_error=exc.message)
-                )
+        with client:
+            remaining = _retry_with(client, pending)
         revocations.save_queue(remaining)
         return remaining
+
+
+def _retry_with(
+    client: VaultClient, pending: list[PendingRevocation]
+) -> list[PendingRevocation]:
+    remaining: list[PendingRevocation] = []
+    for entry in pending:
+        try:
+            client.revoke_accessor(entry.accessor)
+            log.info("revoked the queued token of sandbox %s", entry.sandbox_id)
+        except AiboxError as exc:
+            log.warning(
+                "queued revocation for sandbox %s failed: %s", entry.sandbox_id, exc
+            )
+            remaining.append(
+                replace(entry, attempts=entry.attempts + 1, last_error=exc.message)
+            )
+    return remaining
 
 
 def retry_revocations_before_command(load_config: Callable[[], Config]) -> None:
@@ -279,8 +304,8 @@ def retry_revocations_before_command(load_config: Callable[[], Config]) -> None:
         return
     try:
         remaining = retry_pending_revocations(load_config())
-    except AiboxError as exc:
-        log.info("queued revocations not retried: %s", exc.message)
+    except (AiboxError, OSError, Timeout) as exc:
+        log.warning("queued sandbox token revocations not retried: %s", exc)
         return
     if remaining:
         log.warning(

@@ -29,7 +29,7 @@ class Secret:
     """A secret string whose ``repr`` and ``str`` never show the value.
 
     Call ``reveal()`` at the one place the value must leave the process (a file
-    written for a sandbox, an HTTP header, the git-credential answer).
+    written for a sandbox, an HTTP header, the git-credential response).
     """
 
     __slots__ = ("_value",)

@@ -93,6 +93,12 @@ def call_vault(address: str, action: str, function: Callable[[], _Result]) -> _R
             f"Vault at {address} failed during {action} ({status})",
             hint="See the Vault server log for the request.",
         ) from None
+    except requests.RequestException as exc:
+        raise CredentialError(
+            f"request to Vault at {address} failed during {action}: "
+            f"{type(exc).__name__}",
+            hint="Check credentials.vault.address, e.g. https://vault.internal:8200.",
+        ) from None
 
 
 def _read_file(path_text: str, what: str) -> str:
@@ -138,6 +144,16 @@ class VaultClient:
             url=address, token=token.reveal() if token else None, timeout=timeout
         )
 
+    def close(self) -> None:
+        """Close the HTTP connections of this client."""
+        self._client.adapter.close()
+
+    def __enter__(self) -> VaultClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @classmethod
     def login(cls, config: VaultConfig) -> VaultClient:
         """Log in with the configured method: token, AppRole or JWT."""
@@ -151,10 +167,14 @@ class VaultClient:
                 config.address, _host_token(config), config.mount, config.timeout
             )
         client = cls(config.address, None, config.mount, config.timeout)
-        if config.auth_method == "approle":
-            client._login_approle(config)
-        else:
-            client._login_jwt(config)
+        try:
+            if config.auth_method == "approle":
+                client._login_approle(config)
+            else:
+                client._login_jwt(config)
+        except BaseException:
+            client.close()
+            raise
         return client
 
     def _login_approle(self, config: VaultConfig) -> None:

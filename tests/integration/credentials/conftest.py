@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
@@ -46,17 +46,27 @@ class BaoServer:
     process: subprocess.Popen[bytes]
     log: IO[bytes]
 
+    clients: list[hvac.Client] = field(default_factory=list)
+
     def client(self, token: str | None = None) -> hvac.Client:
-        return hvac.Client(url=self.address, token=token or self.root_token)
+        """Return a client that ``stop`` closes."""
+        client = hvac.Client(url=self.address, token=token or self.root_token)
+        self.clients.append(client)
+        return client
 
     def token_valid(self, token: str) -> bool:
+        client = hvac.Client(url=self.address, token=self.root_token)
         try:
-            self.client().auth.token.lookup(token)
+            client.auth.token.lookup(token)
         except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
             return False
+        finally:
+            client.adapter.close()
         return True
 
     def stop(self) -> None:
+        for client in self.clients:
+            client.adapter.close()
         if self.process.poll() is None:
             self.process.terminate()
             try:

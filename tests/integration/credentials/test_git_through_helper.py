@@ -120,15 +120,15 @@ def test_clone_and_push_until_stop(
 
     # The credential files vanish at stop, so keep a copy to prove the token is
     # refused by Vault and the helper even when it is still presented.
-    kept = tmp_path / "kept-credentials"
-    kept.mkdir()
+    saved = tmp_path / "saved-credentials"
+    saved.mkdir()
     for name in ("vault-token", "sandbox.json", "allowed-hosts.json"):
-        (kept / name).write_bytes((credentials / name).read_bytes())
+        (saved / name).write_bytes((credentials / name).read_bytes())
 
     sandbox.revoke_sandbox_credentials(config, "sbx-git")
     rejected_before = git_server.rejected
     after = git(
-        git_environment(tmp_path / "home", kept),
+        git_environment(tmp_path / "home", saved),
         "clone",
         "-q",
         git_server.url("repo.git"),
@@ -139,7 +139,7 @@ def test_clone_and_push_until_stop(
     assert git_server.rejected > rejected_before
 
     pushed_after = git(
-        git_environment(tmp_path / "home", kept),
+        git_environment(tmp_path / "home", saved),
         "push",
         "-q",
         "origin",

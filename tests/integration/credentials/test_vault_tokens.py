@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import hvac
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from aibox.credentials import sandbox
 from aibox.credentials.broker import VaultStore
@@ -50,7 +53,11 @@ def _root_only() -> None:
 
 
 def test_start_mints_scoped_token(
-    bao: BaoServer, tmp_path: Path, run_dir: Path, user: str
+    bao: BaoServer,
+    tmp_path: Path,
+    run_dir: Path,
+    user: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     config = vault_config(bao, tmp_path)
     store_secret(bao, user, "llm-api-key", LLM_KEY)
@@ -92,6 +99,7 @@ def test_start_mints_scoped_token(
     assert looked_up["renewable"] is False
 
     child = VaultClient(bao.address, Secret(token))
+    request.addfinalizer(child.close)
     assert child.read_secret(user, "mirror-token") == Secret("mirror-value-1")
     with pytest.raises(CredentialError, match="403"):
         child.read_secret("someone-else", "mirror-token")
@@ -113,7 +121,7 @@ def test_stop_revokes_within_five_seconds(
     stopped = time.monotonic()
     sandbox.revoke_sandbox_credentials(config, "sbx-stop")
     with pytest.raises(hvac.exceptions.Forbidden):
-        hvac.Client(url=bao.address, token=token).auth.token.lookup_self()
+        bao.client(token).auth.token.lookup_self()
     assert time.monotonic() - stopped < 5
     assert not bao.token_valid(token)
     assert not root.exists()
@@ -177,8 +185,11 @@ def test_failed_start_leaves_nothing(
     assert not (run_dir / "sandboxes" / "sbx-fail").exists()
 
 
-def test_vault_store_round_trip(bao: BaoServer, user: str) -> None:
+def test_vault_store_round_trip(
+    bao: BaoServer, user: str, request: pytest.FixtureRequest
+) -> None:
     store = VaultStore(VaultClient(bao.address, Secret(bao.root_token)), user)
+    request.addfinalizer(store.close)
     assert store.names() == []
     store.set("git-token", Secret("v1"))
     assert store.get("git-token") == Secret("v1")
@@ -188,10 +199,13 @@ def test_vault_store_round_trip(bao: BaoServer, user: str) -> None:
     assert store.delete("git-token") is False
 
 
-def test_sealed_vault_is_one_clear_error(fresh_bao: BaoServer, user: str) -> None:
+def test_sealed_vault_is_one_clear_error(
+    fresh_bao: BaoServer, user: str, request: pytest.FixtureRequest
+) -> None:
     store = VaultStore(
         VaultClient(fresh_bao.address, Secret(fresh_bao.root_token)), user
     )
+    request.addfinalizer(store.close)
     store.set("git-token", Secret("kept-value"))
     fresh_bao.client().sys.seal()
     with pytest.raises(VaultUnavailableError) as caught:
@@ -202,7 +216,9 @@ def test_sealed_vault_is_one_clear_error(fresh_bao: BaoServer, user: str) -> Non
     assert caught.value.hint == "Ask the Vault operators to unseal it."
 
 
-def test_approle_and_jwt_login_settings(bao: BaoServer, tmp_path: Path) -> None:
+def test_approle_login(
+    bao: BaoServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     client = bao.client()
     if "approle/" not in client.sys.list_auth_methods()["data"]:
         client.sys.enable_auth_method("approle")
@@ -224,6 +240,7 @@ def test_approle_and_jwt_login_settings(bao: BaoServer, tmp_path: Path) -> None:
         secret_id_file=str(secret_file),
     )
     logged_in = VaultClient.login(config.credentials.vault)
+    request.addfinalizer(logged_in.close)
     assert logged_in.lookup_self()["meta"] == {"role_name": "aibox-host"}
 
     wrong = tmp_path / "wrong-secret-id"
@@ -232,4 +249,57 @@ def test_approle_and_jwt_login_settings(bao: BaoServer, tmp_path: Path) -> None:
         bao, tmp_path, auth_method="approle", role=role_id, secret_id_file=str(wrong)
     )
     with pytest.raises(CredentialError, match="AppRole login"):
+        VaultClient.login(config.credentials.vault)
+
+
+def _signed_jwt(private_key: rsa.RSAPrivateKey, claims: dict[str, object]) -> str:
+    def encode(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = encode(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    payload = encode(json.dumps(claims).encode())
+    signature = private_key.sign(
+        f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+    )
+    return f"{header}.{payload}.{encode(signature)}"
+
+
+def test_jwt_login(
+    bao: BaoServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        .decode()
+    )
+    client = bao.client()
+    if "jwt/" not in client.sys.list_auth_methods()["data"]:
+        client.sys.enable_auth_method("jwt")
+    client.write_data("auth/jwt/config", data={"jwt_validation_pubkeys": [public_pem]})
+    client.write_data(
+        "auth/jwt/role/aibox-ci",
+        data={
+            "role_type": "jwt",
+            "user_claim": "sub",
+            "bound_audiences": ["aibox"],
+            "token_policies": ["default"],
+        },
+    )
+    now = int(time.time())
+    claims = {"sub": "ci-runner", "aud": "aibox", "iat": now, "exp": now + 300}
+    jwt_file = tmp_path / "jwt"
+    jwt_file.write_text(_signed_jwt(private_key, claims))
+
+    config = vault_config(
+        bao, tmp_path, auth_method="jwt", role="aibox-ci", jwt_file=str(jwt_file)
+    )
+    logged_in = VaultClient.login(config.credentials.vault)
+    request.addfinalizer(logged_in.close)
+    assert logged_in.lookup_self()["meta"]["role"] == "aibox-ci"
+
+    jwt_file.write_text(_signed_jwt(private_key, {**claims, "aud": "someone-else"}))
+    with pytest.raises(CredentialError, match="JWT login"):
         VaultClient.login(config.credentials.vault)

@@ -50,7 +50,7 @@ def test_get_keeps_requested_username(mounted: Path) -> None:
     [
         b"protocol=https\nhost=github.com\n\n",  # not allowlisted
         b"protocol=https\nhost=git.internal.evil.com\n\n",  # suffix trick
-        b"protocol=ssh\nhost=git.internal\n\n",  # protocol not answered
+        b"protocol=ssh\nhost=git.internal\n\n",  # protocol without credentials
         b"protocol=https\n\n",  # no host
         b"url=https://evil.example/git.internal\n\n",  # host in path only
     ],
