@@ -8,8 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_fake_upstream import FakeUpstream
-from llm_harness import (
+
+from aibox.llm_proxy import keys
+from aibox.llm_proxy.server import LLMProxy, start_server
+from aibox.llm_proxy.settings import ProxySettings
+from llm_proxy.llm_fake_upstream import FakeUpstream
+from llm_proxy.llm_harness import (
     CANARY_KEY,
     CLIENT_SECRET,
     SANDBOX_ID,
@@ -18,10 +22,6 @@ from llm_harness import (
     Harness,
     HarnessFactory,
 )
-
-from aibox.llm_proxy import keys
-from aibox.llm_proxy.server import LLMProxy, start_server
-from aibox.llm_proxy.settings import ProxySettings
 
 
 @pytest.fixture

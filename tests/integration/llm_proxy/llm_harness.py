@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from llm_fake_upstream import FakeUpstream
 
 from aibox.llm_proxy.server import LLMProxy
+from llm_proxy.llm_fake_upstream import FakeUpstream
 
 CANARY_KEY = "sk-canary-7f3a9c2e41d8b6a5"
 CLIENT_SECRET = "client-side-secret-0d1e"

@@ -16,9 +16,10 @@ from typing import Any
 import anthropic
 import openai
 import pytest
-from llm_connect_proxy import ConnectProxy
-from llm_fake_upstream import FakeUpstream
-from llm_harness import (
+
+from llm_proxy.llm_connect_proxy import ConnectProxy
+from llm_proxy.llm_fake_upstream import FakeUpstream
+from llm_proxy.llm_harness import (
     CANARY_KEY,
     CLIENT_SECRET,
     SANDBOX_ID,

@@ -12,7 +12,8 @@ import aiohttp
 import anthropic
 import openai
 import pytest
-from llm_harness import CANARY_KEY, CLIENT_SECRET, Harness, HarnessFactory
+
+from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, Harness, HarnessFactory
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
 

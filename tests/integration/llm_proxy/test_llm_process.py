@@ -14,8 +14,9 @@ from typing import Any
 
 import anthropic
 import pytest
-from llm_fake_upstream import FakeUpstream
-from llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER
+
+from llm_proxy.llm_fake_upstream import FakeUpstream
+from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER
 
 SCRIPT = Path(sys.executable).parent / "aibox-llm-proxy"
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]

@@ -9,8 +9,9 @@ from typing import Any
 
 import anthropic
 import openai
-from llm_fake_upstream import INPUT_TOKENS, OUTPUT_TOKENS, TEXT_PARTS
-from llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER, Harness
+
+from llm_proxy.llm_fake_upstream import INPUT_TOKENS, OUTPUT_TOKENS, TEXT_PARTS
+from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER, Harness
 
 EXPECTED_TEXT = "".join(TEXT_PARTS)
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]

@@ -8,8 +8,9 @@ from typing import Any
 import aiohttp
 import anthropic
 import psutil
-from llm_fake_upstream import TEXT_PARTS
-from llm_harness import CLIENT_SECRET, Harness, HarnessFactory
+
+from llm_proxy.llm_fake_upstream import TEXT_PARTS
+from llm_proxy.llm_harness import CLIENT_SECRET, Harness, HarnessFactory
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
 STEP_TIMEOUT = 10.0
