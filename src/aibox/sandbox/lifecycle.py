@@ -26,7 +26,7 @@ from aibox.network import enforcement
 from aibox.policy.effective import EffectivePolicy, compute_effective_policy
 from aibox.sandbox import apparmor, image, seccomp, security
 from aibox.sandbox import workspace as ws
-from aibox.sandbox.podman import Podman
+from aibox.sandbox.podman import Podman, PodmanError
 from aibox.sandbox.runtime import runtime_settings, select_runtime
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,6 @@ def _create(
     notify: Notify,
 ) -> str:
     """Create and run a new container; undo everything on failure."""
-    image.ensure_image(engine, config.image, notify)
     enforcement.check_host_enforcement(config, policy, engine.rootless)
     network_args = enforcement.container_network_args(config, engine.rootless)
     runtime = select_runtime(
@@ -234,8 +233,13 @@ def _create(
     )
     profile = seccomp.profile_path(gvisor=runtime.is_gvisor)
     created = _Created()
+    wanted = {
+        volume for volume, _ in security.volume_mounts(sandbox.user, config.caches)
+    }
+    # podman run creates missing named volumes itself; what it created is the
+    # difference between the volume lists before and after.
+    existing_volumes = engine.list_volumes()
     try:
-        _create_volumes(engine, sandbox.user, config.caches, created)
         extra_args = credentials.prepare_sandbox_credentials(
             config, policy, sandbox.name, sandbox.user, engine.rootless
         )
@@ -260,22 +264,36 @@ def _create(
             environment=llm_proxy.llm_environment(config),
         )
         created.container = sandbox.name
-        engine.run(security.build_run_args(spec), timeout=180)
+        _run_container(engine, security.build_run_args(spec), config.image, notify)
         llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
     except BaseException:
+        try:
+            created.volumes = sorted(
+                (engine.list_volumes() & wanted) - existing_volumes
+            )
+        except AiboxError as exc:
+            log.error("cleanup after failed start: cannot list volumes: %s", exc)
         _undo(config, engine, sandbox, created)
         raise
     return runtime.name
 
 
-def _create_volumes(
-    engine: Podman, user: str, caches: tuple[str, ...], created: _Created
+def _run_container(
+    engine: Podman, args: list[str], image_name: str, notify: Notify
 ) -> None:
-    labels = {f"{security.LABEL_PREFIX}.user": user}
-    for volume, _ in security.volume_mounts(user, caches):
-        if not engine.volume_exists(volume):
-            engine.create_volume(volume, labels)
-            created.volumes.append(volume)
+    """Run the container; import or build the image first only when it is missing.
+
+    Checking the image only after ``podman run`` reports it missing saves a Podman
+    call on every start. ``aibox doctor`` reports an image from an older recipe.
+    """
+    try:
+        engine.run(args, timeout=180)
+    except PodmanError as exc:
+        if "image not known" not in exc.stderr and "no such image" not in exc.stderr:
+            raise
+        engine.remove_container(args[args.index("--name") + 1])
+        image.ensure_image(engine, image_name, notify)
+        engine.run(args, timeout=180)
 
 
 def _undo(config: Config, engine: Podman, sandbox: Sandbox, created: _Created) -> None:

@@ -178,7 +178,7 @@ class Podman:
         """Return ``podman container inspect`` data, or None when it does not exist."""
         result = self.run(["container", "inspect", name], check=False, timeout=30)
         if result.returncode != 0:
-            if not self.container_exists(name):
+            if "no such container" in result.stderr.lower():
                 return None
             raise PodmanError(
                 [self.executable, "container", "inspect", name],
@@ -194,6 +194,10 @@ class Podman:
             return None
         data = json.loads(result.stdout)
         return data[0] if data else None
+
+    def list_volumes(self) -> set[str]:
+        result = self.run(["volume", "ls", "--format", "{{.Name}}"], timeout=60)
+        return set(result.stdout.split())
 
     def create_volume(self, name: str, labels: Mapping[str, str]) -> None:
         args = ["volume", "create"]

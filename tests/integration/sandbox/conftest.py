@@ -23,7 +23,7 @@ import pytest
 from aibox.config import Config
 from aibox.sandbox import image, lifecycle
 from aibox.sandbox.podman import Podman
-from conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool
 
 PREFIX = "aiboxit"
 

@@ -214,3 +214,15 @@ def test_missing_podman_is_failure(
     assert cli("start", "-w", str(harness.workspace)) == 1
     assert "container engine not found" in capsys.readouterr().err
     monkeypatch.setenv("PATH", os.defpath)
+
+
+def test_missing_custom_image_leaves_nothing(
+    harness: SandboxHarness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, f"image: localhost/{harness.user}-missing:1\n")
+    code = cli("--config", str(config), "start", "-w", str(harness.workspace))
+    assert code == 1
+    assert "image not found" in capsys.readouterr().err
+    assert harness.containers() == []
+    assert harness.volumes() == []
+    assert harness.revoked == [harness.name]

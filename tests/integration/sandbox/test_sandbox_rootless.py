@@ -22,7 +22,7 @@ import pytest
 from aibox import paths
 from aibox.config import Config
 from aibox.sandbox import setup as host_setup
-from conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
