@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aibox.cli.main import main
-from conftest import BaoServer
+from tests.integration.credentials.conftest import BaoServer
 
 
 def write_config(path: Path, address: str, token_file: Path) -> None:

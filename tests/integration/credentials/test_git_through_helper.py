@@ -12,7 +12,13 @@ import pytest
 
 from aibox.credentials import sandbox
 from aibox.policy.effective import EffectivePolicy
-from conftest import BaoServer, GitServer, free_port, helper_path, vault_config
+from tests.integration.credentials.conftest import (
+    BaoServer,
+    GitServer,
+    free_port,
+    helper_path,
+    vault_config,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import pytest
 from aibox.cli.main import main
 from aibox.credentials.keychain import KeychainStore, keychain_available
 from aibox.credentials.secret import Secret
-from conftest import require_tool
+from tests.integration.credentials.conftest import require_tool
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from aibox.credentials import sandbox
 from aibox.credentials.filestore import EncryptedFileStore
 from aibox.credentials.secret import Secret
 from aibox.policy.effective import EffectivePolicy
-from conftest import build_rootfs, require_tool
+from tests.integration.credentials.conftest import build_rootfs, require_tool
 
 PREFIX = "aibox-credtest-"
 PODMAN_RUN = [

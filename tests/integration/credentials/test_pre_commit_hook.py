@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import helper_path, require_tool
+from tests.integration.credentials.conftest import helper_path, require_tool
 
 ISSUED = "issued-sandbox-token-7f3a9c2e1b"
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import build_rootfs, require_tool
+from tests.integration.credentials.conftest import build_rootfs, require_tool
 
 PREPARE = """
 import json, sys

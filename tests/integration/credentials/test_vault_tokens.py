@@ -21,7 +21,7 @@ from aibox.credentials.handoff import filesystem_type
 from aibox.credentials.secret import Secret
 from aibox.credentials.vault import VaultClient
 from aibox.policy.effective import EffectivePolicy
-from conftest import BaoServer, vault_config
+from tests.integration.credentials.conftest import BaoServer, vault_config
 
 LLM_KEY = "sk-ant-integration-key-0123456789abcdef"
 

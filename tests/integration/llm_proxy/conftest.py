@@ -12,8 +12,8 @@ import pytest
 from aibox.llm_proxy import keys
 from aibox.llm_proxy.server import LLMProxy, start_server
 from aibox.llm_proxy.settings import ProxySettings
-from llm_proxy.llm_fake_upstream import FakeUpstream
-from llm_proxy.llm_harness import (
+from tests.integration.llm_proxy.llm_fake_upstream import FakeUpstream
+from tests.integration.llm_proxy.llm_harness import (
     CANARY_KEY,
     CLIENT_SECRET,
     SANDBOX_ID,

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from aibox.llm_proxy.server import LLMProxy
-from llm_proxy.llm_fake_upstream import FakeUpstream
+from tests.integration.llm_proxy.llm_fake_upstream import FakeUpstream
 
 CANARY_KEY = "sk-canary-7f3a9c2e41d8b6a5"
 CLIENT_SECRET = "client-side-secret-0d1e"

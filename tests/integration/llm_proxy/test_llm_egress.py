@@ -17,9 +17,9 @@ import anthropic
 import openai
 import pytest
 
-from llm_proxy.llm_connect_proxy import ConnectProxy
-from llm_proxy.llm_fake_upstream import FakeUpstream
-from llm_proxy.llm_harness import (
+from tests.integration.llm_proxy.llm_connect_proxy import ConnectProxy
+from tests.integration.llm_proxy.llm_fake_upstream import FakeUpstream
+from tests.integration.llm_proxy.llm_harness import (
     CANARY_KEY,
     CLIENT_SECRET,
     SANDBOX_ID,

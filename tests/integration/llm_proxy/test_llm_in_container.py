@@ -21,9 +21,9 @@ from aibox.llm_proxy.sandbox import PROXY_UID, start_llm_proxy
 from aibox.policy.effective import EffectivePolicy
 from aibox.sandbox import image
 from aibox.sandbox.podman import Podman
-from llm_proxy.llm_connect_proxy import ConnectProxy
-from llm_proxy.llm_fake_upstream import FakeUpstream
-from llm_proxy.llm_harness import CLIENT_SECRET, require_tool
+from tests.integration.llm_proxy.llm_connect_proxy import ConnectProxy
+from tests.integration.llm_proxy.llm_fake_upstream import FakeUpstream
+from tests.integration.llm_proxy.llm_harness import CLIENT_SECRET, require_tool
 
 IMAGE = "localhost/aibox-sandbox:latest"
 VENV = Path(sys.executable).parent.parent

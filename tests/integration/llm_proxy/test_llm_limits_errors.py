@@ -13,7 +13,12 @@ import anthropic
 import openai
 import pytest
 
-from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, Harness, HarnessFactory
+from tests.integration.llm_proxy.llm_harness import (
+    CANARY_KEY,
+    CLIENT_SECRET,
+    Harness,
+    HarnessFactory,
+)
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
 

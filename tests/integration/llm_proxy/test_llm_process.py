@@ -15,8 +15,13 @@ from typing import Any
 import anthropic
 import pytest
 
-from llm_proxy.llm_fake_upstream import FakeUpstream
-from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER
+from tests.integration.llm_proxy.llm_fake_upstream import FakeUpstream
+from tests.integration.llm_proxy.llm_harness import (
+    CANARY_KEY,
+    CLIENT_SECRET,
+    SANDBOX_ID,
+    USER,
+)
 
 SCRIPT = Path(sys.executable).parent / "aibox-llm-proxy"
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]

@@ -10,8 +10,18 @@ from typing import Any
 import anthropic
 import openai
 
-from llm_proxy.llm_fake_upstream import INPUT_TOKENS, OUTPUT_TOKENS, TEXT_PARTS
-from llm_proxy.llm_harness import CANARY_KEY, CLIENT_SECRET, SANDBOX_ID, USER, Harness
+from tests.integration.llm_proxy.llm_fake_upstream import (
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    TEXT_PARTS,
+)
+from tests.integration.llm_proxy.llm_harness import (
+    CANARY_KEY,
+    CLIENT_SECRET,
+    SANDBOX_ID,
+    USER,
+    Harness,
+)
 
 EXPECTED_TEXT = "".join(TEXT_PARTS)
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]

@@ -9,8 +9,12 @@ import aiohttp
 import anthropic
 import psutil
 
-from llm_proxy.llm_fake_upstream import TEXT_PARTS
-from llm_proxy.llm_harness import CLIENT_SECRET, Harness, HarnessFactory
+from tests.integration.llm_proxy.llm_fake_upstream import TEXT_PARTS
+from tests.integration.llm_proxy.llm_harness import (
+    CLIENT_SECRET,
+    Harness,
+    HarnessFactory,
+)
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello."}]
 STEP_TIMEOUT = 10.0

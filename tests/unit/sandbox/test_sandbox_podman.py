@@ -6,7 +6,7 @@ import pytest
 
 from aibox.errors import ExternalToolError
 from aibox.sandbox.podman import Podman, PodmanError, child_environment
-from conftest import require_tool
+from tests.conftest import require_tool
 
 
 def test_missing_engine_is_one_line_error() -> None:
