@@ -138,7 +138,11 @@ def _stream_relay(host: str, port: int) -> object:
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
+            # Squid admits clients from the sandbox subnet and this loopback
+            # address only, so the relay connects from the address it targets.
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                host, port, local_addr=(host, 0)
+            )
         except OSError as exc:
             log.error("relay to %s:%d failed: %s", host, port, exc)
             writer.close()

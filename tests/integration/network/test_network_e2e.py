@@ -8,18 +8,30 @@ where it must fail. So a negative test cannot pass because the network is broken
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from abxnet_sim import (
+
+from aibox.config import Config
+from aibox.errors import AiboxError, EnforcementError
+from aibox.network import firewall, host, services
+from aibox.network.enforcement import check_host_enforcement, container_network_args
+from aibox.network.settings import network_settings
+from aibox.policy.effective import EffectivePolicy
+from tests.conftest import require_root, require_tool
+from tests.integration.network.abxnet_sim import (
     API,
     BLOCKED,
     ROGUE_ANSWER,
@@ -30,14 +42,6 @@ from abxnet_sim import (
     destroy_world,
     ensure_probe_image,
 )
-from tests.conftest import require_root, require_tool
-
-from aibox.config import Config
-from aibox.errors import AiboxError, EnforcementError
-from aibox.network import firewall, host, services
-from aibox.network.enforcement import check_host_enforcement, container_network_args
-from aibox.network.settings import network_settings
-from aibox.policy.effective import EffectivePolicy
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.root]
 
@@ -138,9 +142,9 @@ class Run:
     rerun_changes: list[str]
 
 
-def _exec(container: str, command: str) -> Outcome:
+def _exec(podman: list[str], container: str, command: str) -> Outcome:
     result = subprocess.run(
-        ["podman", "exec", container, "sh", "-c", command],
+        [*podman, "exec", container, "sh", "-c", command],
         capture_output=True,
         text=True,
         timeout=60,
@@ -171,8 +175,18 @@ def work_dir() -> Iterator[Path]:
 _PATH_VARIABLES = ("AIBOX_SYSTEM_DIR", "AIBOX_RUN_DIR", "AIBOX_LOG_DIR")
 
 
+@dataclass
+class EnforcedHost:
+    config: Config
+    world: World
+    image: str
+    setup_changes: list[str]
+    rerun_changes: list[str]
+
+
 @pytest.fixture(scope="module")
-def root_run(work_dir: Path) -> Iterator[Run]:
+def enforced_host(work_dir: Path) -> Iterator[EnforcedHost]:
+    """Host enforcement for the test network, and the simulated network."""
     require_root()
     for tool in ("podman", "runsc", "squid", "nft", "mmdebstrap"):
         require_tool(tool)
@@ -180,124 +194,295 @@ def root_run(work_dir: Path) -> Iterator[Run]:
         pytest.skip("CoreDNS is not built; run scripts/install-deps.sh")
     image = ensure_probe_image(work_dir)
     config = Config.model_validate({"network": NETWORK})
-    settings = network_settings(config)
     world = build_world(work_dir / "world")
-    container = f"abxnet-e2e-root-{secrets.token_hex(3)}"
     try:
         setup_changes = host.setup_network(config, POLICY)
         rerun_changes = host.setup_network(config, POLICY)
+        yield EnforcedHost(config, world, image, setup_changes, rerun_changes)
+    finally:
+        host.teardown_network(config)
+        destroy_world(world)
+
+
+def _measure(
+    world: World,
+    checks: dict[str, Probe],
+    run_baseline: Callable[[str], Outcome],
+    enforce: Callable[[], None],
+    run_enforced: Callable[[str], Outcome],
+) -> dict[str, Any]:
+    baseline = {name: run_baseline(probe.baseline) for name, probe in checks.items()}
+    measured: dict[str, Any] = {
+        "baseline": baseline,
+        "blocked_packets_off": world.packets_to(BLOCKED),
+        "rogue_packets_off": world.packets_to(ROGUE_DNS),
+        "blocked_log_off": world.blocked_log.read_text(),
+    }
+    enforce()
+    measured["enforced"] = {
+        name: run_enforced(probe.enforced) for name, probe in checks.items()
+    }
+    measured["blocked_packets_on"] = world.packets_to(BLOCKED)
+    measured["rogue_packets_on"] = world.packets_to(ROGUE_DNS)
+    measured["blocked_log_on"] = world.blocked_log.read_text()
+    return measured
+
+
+@pytest.fixture(scope="module")
+def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
+    """Probe a root-run gVisor sandbox with the aibox table deleted, then loaded."""
+    config = enforced_host.config
+    settings = network_settings(config)
+    container = f"abxnet-e2e-root-{secrets.token_hex(3)}"
+    try:
         args = [
             "podman", "run", "-d", "--name", container,
             "--runtime", shutil.which("runsc") or "runsc",
             "--runtime-flag", "network=host",
             "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
             *container_network_args(config, rootless=False),
-            image, "sleep", "900",
+            enforced_host.image, "sleep", "900",
         ]  # fmt: skip
         subprocess.run(args, check=True, capture_output=True, timeout=120)
         checks = probes(f"http://{settings.gateway}:{settings.proxy_port}")
-
         firewall.delete_table(settings)
-        baseline = {name: _exec(container, p.baseline) for name, p in checks.items()}
-        blocked_off = world.packets_to(BLOCKED)
-        rogue_off = world.packets_to(ROGUE_DNS)
-        blocked_log_off = world.blocked_log.read_text()
-
-        host.setup_network(config, POLICY)
-        enforced = {name: _exec(container, p.enforced) for name, p in checks.items()}
+        measured = _measure(
+            enforced_host.world,
+            checks,
+            lambda command: _exec(["podman"], container, command),
+            lambda: host.setup_network(config, POLICY),
+            lambda command: _exec(["podman"], container, command),
+        )
         yield Run(
             config=config,
-            world=world,
-            baseline=baseline,
-            enforced=enforced,
-            blocked_packets_off=blocked_off,
-            blocked_packets_on=world.packets_to(BLOCKED),
-            rogue_packets_off=rogue_off,
-            rogue_packets_on=world.packets_to(ROGUE_DNS),
-            blocked_log_off=blocked_log_off,
-            blocked_log_on=world.blocked_log.read_text(),
-            setup_changes=setup_changes,
-            rerun_changes=rerun_changes,
+            world=enforced_host.world,
+            setup_changes=enforced_host.setup_changes,
+            rerun_changes=enforced_host.rerun_changes,
+            **measured,
         )
     finally:
         subprocess.run(
             ["podman", "rm", "-f", "-t", "0", container], capture_output=True
         )
-        host.teardown_network(config)
-        destroy_world(world)
 
 
-def test_setup_rerun_changes_nothing(root_run: Run) -> None:
-    assert any("loaded nftables table" in change for change in root_run.setup_changes)
-    assert any("Squid" in change for change in root_run.setup_changes)
-    assert any("CoreDNS" in change for change in root_run.setup_changes)
-    assert root_run.rerun_changes == []
+@dataclass
+class RootlessUser:
+    name: str
+    uid: int
+    home: Path
+
+    @property
+    def runtime_dir(self) -> Path:
+        return Path(f"/run/user/{self.uid}")
+
+    def command(self, *args: str) -> list[str]:
+        """Return ``args`` wrapped to run as this user with a rootless Podman setup."""
+        return [
+            "runuser", "-u", self.name, "--", "env", "-i",
+            f"HOME={self.home}", f"USER={self.name}",
+            f"XDG_RUNTIME_DIR={self.runtime_dir}",
+            f"PATH={SYSTEM_PATH}",
+            *[f"{name}={os.environ[name]}" for name in _PATH_VARIABLES],
+            *args,
+        ]  # fmt: skip
 
 
-def test_vault_resolves_through_coredns(root_run: Run) -> None:
-    assert root_run.enforced["vault_resolves"].output == VAULT
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 
 
-def test_vault_health_through_squid(root_run: Run) -> None:
-    assert root_run.enforced["vault_health"].output == "200"
+@pytest.fixture(scope="module")
+def rootless_user(work_dir: Path) -> Iterator[RootlessUser]:
+    """A throwaway user with subordinate ids, removed with its files afterwards."""
+    require_root()
+    require_tool("runuser")
+    suffix = secrets.token_hex(3)
+    name = f"abxnetr{suffix}"
+    first_subid = 2_100_000_000 + (int(suffix, 16) % 1000) * 65536
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
+    entry = f"{name}:{first_subid}:65536\n"
+    try:
+        for path in SUBID_FILES:
+            with path.open("a") as database:
+                database.write(entry)
+        uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True,
+                                 check=True).stdout)  # fmt: skip
+        user = RootlessUser(name, uid, Path(f"/home/{name}"))
+        user.runtime_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chown(user.runtime_dir, uid, uid)
+        yield user
+    finally:
+        _remove_user(name, entry)
 
 
-def test_blocked_name_gets_deny_page(root_run: Run) -> None:
-    assert root_run.baseline["blocked_name"].output == "200"
-    enforced = root_run.enforced["blocked_name"].output
+def _remove_user(name: str, entry: str) -> None:
+    runtime = Path(f"/run/user/{_uid_of(name)}")
+    pause = runtime / "libpod" / "tmp" / "pause.pid"
+    if pause.exists():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pause.read_text().strip()), signal.SIGKILL)
+    subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+    shutil.rmtree(f"/home/{name}", ignore_errors=True)
+    shutil.rmtree(runtime, ignore_errors=True)
+    for path in SUBID_FILES:
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(line for line in lines if line != entry))
+
+
+def _uid_of(name: str) -> int:
+    result = subprocess.run(["id", "-u", name], capture_output=True, text=True)
+    return int(result.stdout) if result.returncode == 0 else -1
+
+
+@pytest.fixture(scope="module")
+def rootless_run(
+    enforced_host: EnforcedHost, rootless_user: RootlessUser, work_dir: Path
+) -> Iterator[Run]:
+    """Probe a rootless gVisor sandbox: a baseline one on slirp4netns, then one
+    with no network interface behind the relay."""
+    config = enforced_host.config
+    user = rootless_user
+    podman = user.command("podman")
+    archive = work_dir / "probe-image.tar"
+    if not archive.exists():
+        subprocess.run(["podman", "save", "-o", str(archive), enforced_host.image],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+        archive.chmod(0o644)
+    subprocess.run([*podman, "load", "-i", str(archive)], check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    runtime = [
+        "--runtime", shutil.which("runsc") or "runsc",
+        "--runtime-flag", "network=host", "--runtime-flag", "ignore-cgroups",
+        "--pull=never",
+    ]  # fmt: skip
+    open_box = f"abxnet-e2e-open-{secrets.token_hex(3)}"
+    sandbox = f"abxnet-e2e-rootless-{secrets.token_hex(3)}"
+    try:
+        subprocess.run(
+            [*podman, "run", "-d", "--name", open_box, *runtime,
+             "--network", "slirp4netns", "--dns", ROGUE_DNS,
+             enforced_host.image, "sleep", "900"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        checks = probes("http://127.0.0.1:3128")
+
+        def start_enforced() -> None:
+            subprocess.run(
+                [*podman, "run", "-d", "--name", sandbox, *runtime,
+                 *container_network_args(config, rootless=True),
+                 enforced_host.image, "sleep", "900"],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            attach = (
+                "import json, sys\n"
+                "from aibox.config import Config\n"
+                "from aibox.network.enforcement import attach_sandbox_network\n"
+                "config = Config.model_validate(json.loads(sys.argv[1]))\n"
+                "attach_sandbox_network(config, sys.argv[2], rootless=True)\n"
+            )
+            subprocess.run(
+                user.command(sys.executable, "-c", attach,
+                             json.dumps({"network": NETWORK}), sandbox),
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+
+        measured = _measure(
+            enforced_host.world,
+            checks,
+            lambda command: _exec(podman, open_box, command),
+            start_enforced,
+            lambda command: _exec(podman, sandbox, command),
+        )
+        yield Run(
+            config=config,
+            world=enforced_host.world,
+            setup_changes=enforced_host.setup_changes,
+            rerun_changes=enforced_host.rerun_changes,
+            **measured,
+        )
+    finally:
+        subprocess.run([*podman, "rm", "-f", "-t", "0", open_box, sandbox],
+                       capture_output=True, timeout=120)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["root", "rootless"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Each probe test runs against a root-run and a rootless sandbox."""
+    return request.getfixturevalue(f"{request.param}_run")  # type: ignore[no-any-return]
+
+
+def test_setup_rerun_changes_nothing(run: Run) -> None:
+    assert any("loaded nftables table" in change for change in run.setup_changes)
+    assert any("Squid" in change for change in run.setup_changes)
+    assert any("CoreDNS" in change for change in run.setup_changes)
+    assert run.rerun_changes == []
+
+
+def test_vault_resolves_through_coredns(run: Run) -> None:
+    assert run.enforced["vault_resolves"].output == VAULT
+
+
+def test_vault_health_through_squid(run: Run) -> None:
+    assert run.enforced["vault_health"].output == "200"
+
+
+def test_blocked_name_gets_deny_page(run: Run) -> None:
+    assert run.baseline["blocked_name"].output == "200"
+    enforced = run.enforced["blocked_name"].output
     assert enforced.startswith("HTTP/1.1 403")
     assert "X-Squid-Error: ERR_AIBOX_DENIED" in enforced
     assert "no network.allow rule" in enforced
 
 
-def test_ip_literal_denied_by_squid(root_run: Run) -> None:
-    assert root_run.baseline["ip_literal"].output == "200"
-    assert root_run.enforced["ip_literal"].output == "403"
+def test_ip_literal_denied_by_squid(run: Run) -> None:
+    assert run.baseline["ip_literal"].output == "200"
+    assert run.enforced["ip_literal"].output == "403"
 
 
-def test_connect_to_other_port_denied(root_run: Run) -> None:
-    assert root_run.baseline["connect_port"].output == "200"
-    assert root_run.enforced["connect_port"].output == "403"
+def test_connect_to_other_port_denied(run: Run) -> None:
+    assert run.baseline["connect_port"].output == "200"
+    assert run.enforced["connect_port"].output == "403"
 
 
-def test_direct_connection_fails(root_run: Run) -> None:
-    assert root_run.baseline["direct_no_proxy"].output == "200"
-    assert root_run.enforced["direct_no_proxy"].code != 0
-    assert root_run.enforced["direct_no_proxy"].output == "000"
+def test_direct_connection_fails(run: Run) -> None:
+    assert run.baseline["direct_no_proxy"].output == "200"
+    assert run.enforced["direct_no_proxy"].code != 0
+    assert run.enforced["direct_no_proxy"].output == "000"
 
 
 @pytest.mark.parametrize("name", ["rogue_udp", "rogue_tcp", "udp_443"])
-def test_rogue_resolver_unreachable(root_run: Run, name: str) -> None:
-    assert root_run.baseline[name].output == ROGUE_ANSWER
-    assert ROGUE_ANSWER not in root_run.enforced[name].output
-    assert root_run.enforced[name].code != 0
+def test_rogue_resolver_unreachable(run: Run, name: str) -> None:
+    assert run.baseline[name].output == ROGUE_ANSWER
+    assert ROGUE_ANSWER not in run.enforced[name].output
+    assert run.enforced[name].code != 0
 
 
-def test_dns_over_tls_port_fails(root_run: Run) -> None:
-    assert root_run.baseline["dot_853"].code == 0
-    assert root_run.enforced["dot_853"].code != 0
+def test_dns_over_tls_port_fails(run: Run) -> None:
+    assert run.baseline["dot_853"].code == 0
+    assert run.enforced["dot_853"].code != 0
 
 
-def test_txt_for_allowlisted_name_refused(root_run: Run) -> None:
-    assert "status: NOERROR" in root_run.baseline["txt_allowlisted"].output
-    assert "status: REFUSED" in root_run.enforced["txt_allowlisted"].output
+def test_txt_for_allowlisted_name_refused(run: Run) -> None:
+    assert "status: NOERROR" in run.baseline["txt_allowlisted"].output
+    assert "status: REFUSED" in run.enforced["txt_allowlisted"].output
 
 
-def test_outside_name_gets_nxdomain(root_run: Run) -> None:
-    assert root_run.baseline["outside_name"].output == ROGUE_ANSWER
-    assert "status: NXDOMAIN" in root_run.enforced["outside_name"].output
+def test_outside_name_gets_nxdomain(run: Run) -> None:
+    assert run.baseline["outside_name"].output == ROGUE_ANSWER
+    assert "status: NXDOMAIN" in run.enforced["outside_name"].output
 
 
-def test_no_packet_reaches_blocked_hosts(root_run: Run) -> None:
-    assert root_run.blocked_packets_off > 0
-    assert root_run.blocked_packets_on == root_run.blocked_packets_off
-    assert root_run.rogue_packets_off > 0
-    assert root_run.rogue_packets_on == root_run.rogue_packets_off
-    assert root_run.blocked_log_on == root_run.blocked_log_off
+def test_no_packet_reaches_blocked_hosts(run: Run) -> None:
+    assert run.blocked_packets_off > 0
+    assert run.blocked_packets_on == run.blocked_packets_off
+    assert run.rogue_packets_off > 0
+    assert run.rogue_packets_on == run.rogue_packets_off
+    assert run.blocked_log_on == run.blocked_log_off
 
 
-def test_proxy_access_log_records_denials(root_run: Run) -> None:
-    log = network_settings(root_run.config).proxy_access_log.read_text()
+def test_proxy_access_log_records_denials(run: Run) -> None:
+    log = network_settings(run.config).proxy_access_log.read_text()
 
     assert "TCP_DENIED/403 GET http://blocked.example/" in log
     assert "GET http://vault.internal:8200/v1/sys/health" in log
@@ -383,3 +568,28 @@ def test_failed_coredns_restart_restores_previous(
 
     assert settings.corefile.read_text() == before
     assert services.dns_answers(settings.loopback, settings.dns_port)
+
+
+def test_rootless_start_check_passes(
+    rootless_run: Run, rootless_user: RootlessUser
+) -> None:
+    check = (
+        "import json, sys\n"
+        "from aibox.config import Config\n"
+        "from aibox.network.enforcement import check_host_enforcement\n"
+        "from aibox.policy.effective import EffectivePolicy\n"
+        "config = Config.model_validate(json.loads(sys.argv[1]))\n"
+        "policy = EffectivePolicy(data=json.loads(sys.argv[2]), hash='e2e')\n"
+        "check_host_enforcement(config, policy, rootless=True)\n"
+    )
+    command = rootless_user.command(
+        sys.executable,
+        "-c",
+        check,
+        json.dumps({"network": NETWORK}),
+        json.dumps(POLICY),
+    )
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr

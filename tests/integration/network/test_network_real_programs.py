@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.conftest import require_root, require_tool
 
 from aibox.config import Config
 from aibox.errors import ExternalToolError
@@ -26,6 +25,7 @@ from aibox.network.coredns import render_corefile
 from aibox.network.nftables import render_ruleset
 from aibox.network.settings import NetworkSettings
 from aibox.network.squid import check_squid_conf, render_squid_conf, write_error_dir
+from tests.conftest import require_root, require_tool
 
 pytestmark = pytest.mark.integration
 
