@@ -168,7 +168,6 @@ def start(
     )
     if warning:
         warnings.append(warning)
-        log.warning(warning)
 
     with start_lock(sandbox.name):
         existing = engine.inspect_container(sandbox.name)
