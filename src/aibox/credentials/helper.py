@@ -33,8 +33,8 @@ from aibox.credentials.protocol import (
     format_response,
     parse_request,
 )
+from aibox.credentials.sandbox_vault import SandboxVault
 from aibox.credentials.secret import GIT_TOKEN, Secret, check_secret_name
-from aibox.credentials.vault import VaultClient
 from aibox.errors import AiboxError, UsageError
 
 PROGRAM = "aibox-credential-helper"
@@ -102,8 +102,8 @@ class SandboxContext:
             allowed_hosts=[host for host in hosts if isinstance(host, str)],
         )
 
-    def vault_client(self, token: Secret) -> VaultClient:
-        return VaultClient(
+    def vault_client(self, token: Secret) -> SandboxVault:
+        return SandboxVault(
             self.vault_address, token, self.vault_mount, timeout=LOOKUP_TIMEOUT_SECONDS
         )
 

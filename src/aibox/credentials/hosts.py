@@ -8,10 +8,6 @@ only that port, ``.internal`` the domain and every subdomain, and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from aibox.config import Config
-from aibox.network.allowlist import allowlist_from_policy
 
 # git omits the port from ``host`` when it is the protocol's default.
 DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -65,19 +61,3 @@ def host_allowed(
         elif entry_name and name == entry_name:
             return True
     return False
-
-
-def allowed_hosts_from_policy(policy: Any, config: Config) -> list[str]:
-    """Return ``host:port`` patterns for every ``network.allow`` host and port.
-
-    The policy's allowlist is read by the same function that renders the proxy,
-    DNS and firewall rules, so the helper answers exactly for reachable hosts.
-    """
-    allowlist = allowlist_from_policy(policy, config)
-    patterns = {
-        f"{host}:{port}"
-        for entry in allowlist.entries
-        for host in entry.hosts
-        for port in entry.ports
-    }
-    return sorted(patterns)

@@ -38,11 +38,11 @@ from aibox.credentials.handoff import (
     write_public_file,
     write_secret_file,
 )
-from aibox.credentials.hosts import allowed_hosts_from_policy
 from aibox.credentials.revocations import PendingRevocation
 from aibox.credentials.secret import GIT_TOKEN, LLM_API_KEY, MIRROR_TOKEN
 from aibox.credentials.vault import ChildToken, VaultClient, check_user_name
 from aibox.errors import AiboxError, UsageError
+from aibox.network.allowlist import allowlist_from_policy
 from aibox.policy.effective import EffectivePolicy
 from aibox.policy.units import parse_duration
 
@@ -82,6 +82,22 @@ def credential_settings(policy: EffectivePolicy) -> tuple[int, bool]:
             hint="Set revoke_on_stop: true.",
         )
     return ttl, revoke_on_stop
+
+
+def allowed_hosts_from_policy(policy: EffectivePolicy, config: Config) -> list[str]:
+    """Return ``host:port`` patterns for every ``network.allow`` host and port.
+
+    The policy's allowlist is read by the same function that renders the proxy,
+    DNS and firewall rules, so the helper answers exactly for reachable hosts.
+    """
+    allowlist = allowlist_from_policy(policy, config)
+    patterns = {
+        f"{host}:{port}"
+        for entry in allowlist.entries
+        for host in entry.hosts
+        for port in entry.ports
+    }
+    return sorted(patterns)
 
 
 def _check_sandbox_id(sandbox_id: str) -> str:

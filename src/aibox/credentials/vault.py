@@ -12,16 +12,18 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import hvac
 import hvac.exceptions
 import requests
 
-from aibox.config import VaultConfig
 from aibox.credentials.errors import CredentialError, VaultUnavailableError
 from aibox.credentials.secret import Secret, check_secret_name
 from aibox.errors import UsageError
+
+if TYPE_CHECKING:
+    from aibox.config import VaultConfig
 
 _USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 _Result = TypeVar("_Result")

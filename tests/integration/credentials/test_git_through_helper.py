@@ -209,3 +209,37 @@ def test_vault_outage_keeps_token_until_expiry(
     assert expired.stdout == ""
     assert "expired" in expired.stderr
     sandbox.revoke_sandbox_credentials(config, "sbx-outage")
+
+
+def test_secret_command_reads_own_vault_secret(
+    bao: BaoServer, tmp_path: Path, run_dir: Path, user: str
+) -> None:
+    client = bao.client()
+    client.secrets.kv.v2.create_or_update_secret(
+        path=f"aibox/users/{user}/mirror-token", secret={"value": "mirror-from-vault"}
+    )
+    config = vault_config(bao, tmp_path)
+    sandbox.prepare_sandbox_credentials(
+        config, policy_for("git.internal"), "sbx-secret", user, rootless=False
+    )
+    credentials = run_dir / "sandboxes" / "sbx-secret" / "credentials"
+    environment = git_environment(tmp_path / "home", credentials)
+
+    def secret(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [helper_path(), "secret", name],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    found = secret("mirror-token")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout == "mirror-from-vault\n"
+    missing = secret("git-token")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("aibox-credential-helper: error: no git-token")
+
+    sandbox.revoke_sandbox_credentials(config, "sbx-secret")

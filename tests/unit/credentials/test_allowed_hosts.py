@@ -1,7 +1,7 @@
 import pytest
 
 from aibox.config import Config
-from aibox.credentials.hosts import allowed_hosts_from_policy
+from aibox.credentials.sandbox import allowed_hosts_from_policy
 from aibox.errors import UsageError
 from aibox.policy.effective import EffectivePolicy
 
