@@ -7,11 +7,12 @@
 Everything comes from the read-only tmpfs mount at ``/run/aibox/credentials``
 (``AIBOX_CREDENTIALS_DIR`` overrides it). With Vault, ``get`` returns the
 sandbox's own short-lived Vault token, which internal git servers validate with
-a Vault token lookup. Before it returns the token, the helper asks Vault whether
-the token is still valid. When Vault is unreachable it trusts the expiry that the host
-recorded at start, so a brief outage does not break git. That state is shared
-by every helper process through the mount, so no cache daemon is needed and the
-helper never writes a token anywhere. Stdout carries only the protocol answer.
+a Vault token lookup. Before it returns the token, the helper looks the token
+up in Vault to check that it is still valid. When Vault is unreachable it trusts
+the expiry that the host recorded at start, so a brief outage does not break
+git. Every helper process reads that state from the mount, so no cache daemon is
+needed and the helper never writes a token anywhere. Stdout carries only the
+protocol response.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def _valid_vault_token(context: SandboxContext) -> tuple[Secret, int | None] | N
 
 
 def answer_get(request: CredentialRequest, context: SandboxContext) -> dict[str, str]:
-    """Return the attributes to send for a ``get``, or nothing for a refused host."""
+    """Return the attributes for a ``get``, or none for a host outside the allowlist."""
     if request.protocol not in ANSWERED_PROTOCOLS:
         return {}
     default_port = DEFAULT_PORTS[request.protocol]
