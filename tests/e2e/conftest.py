@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from tests.fixtures.netns import Namespace, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

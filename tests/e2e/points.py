@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.e2e.conftest import RUNSC_CONF, World, run
 
 BLOCKED_SYSCALLS = (

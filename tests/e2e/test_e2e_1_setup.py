@@ -10,6 +10,7 @@ import re
 import shutil
 
 import pytest
+
 from tests.e2e.conftest import REPOSITORY, World, describe, run
 from tests.e2e.points import snapshot_system, snapshot_user, write_user_config
 
