@@ -5,7 +5,7 @@ a veth pair whose host end is 198.51.100.1:
 
 - 198.51.100.10 ``vault.internal``: a real OpenBao dev server on port 8200;
 - 198.51.100.20 a blocked HTTP host (ports 80, 443, 8443);
-- 198.51.100.30 ``api.internal``: HTTP on 8443, allowlisted for 443 only;
+- 198.51.100.30 ``api.internal``: HTTP on 443 and 8443, allowlisted for 443 only;
 - 198.51.100.53 a rogue DNS server (UDP and TCP 53, TCP 853, UDP 443).
 
 An nftables counter per address inside the namespace shows whether any packet
@@ -180,6 +180,8 @@ def _build(world: World) -> None:
             str(HERE / "abxnet_http.py"),
             "--bind",
             API,
+            "--port",
+            "443",
             "--port",
             "8443",
             "--log",

@@ -23,13 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from aibox.cli.main import main
 from aibox.config import Config
 from aibox.errors import AiboxError, EnforcementError
 from aibox.network import firewall, host, services
+from aibox.network.allowlist import allowlist_from_policy
 from aibox.network.enforcement import check_host_enforcement, container_network_args
+from aibox.network.probes import run_probes, sandbox_probes
 from aibox.network.settings import network_settings
 from aibox.policy.effective import EffectivePolicy
+from aibox.policy.hierarchy import packaged_org_text
 from tests.conftest import require_root, require_tool
 from tests.integration.network.abxnet_sim import (
     API,
@@ -140,6 +145,9 @@ class Run:
     blocked_log_on: str
     setup_changes: list[str]
     rerun_changes: list[str]
+    container: str
+    podman: list[str]
+    rootless: bool
 
 
 def _exec(podman: list[str], container: str, command: str) -> Outcome:
@@ -258,6 +266,9 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
             world=enforced_host.world,
             setup_changes=enforced_host.setup_changes,
             rerun_changes=enforced_host.rerun_changes,
+            container=container,
+            podman=["podman"],
+            rootless=False,
             **measured,
         )
     finally:
@@ -399,6 +410,9 @@ def rootless_run(
             world=enforced_host.world,
             setup_changes=enforced_host.setup_changes,
             rerun_changes=enforced_host.rerun_changes,
+            container=sandbox,
+            podman=podman,
+            rootless=True,
             **measured,
         )
     finally:
@@ -486,6 +500,43 @@ def test_proxy_access_log_records_denials(run: Run) -> None:
 
     assert "TCP_DENIED/403 GET http://blocked.example/" in log
     assert "GET http://vault.internal:8200/v1/sys/health" in log
+
+
+def test_network_test_probes_pass(run: Run) -> None:
+    allowlist = allowlist_from_policy(POLICY, run.config)
+    probes = sandbox_probes(allowlist, network_settings(run.config), run.rootless)
+
+    results = run_probes(probes, run.container, podman=run.podman)
+
+    assert len(results) == 10
+    assert [result.to_json() for result in results if not result.ok] == []
+
+
+def test_network_test_command_json(
+    root_run: Run, work_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    system_dir = Path(os.environ["AIBOX_SYSTEM_DIR"])
+    org = yaml.safe_load(packaged_org_text())
+    org["network"]["allow"] = POLICY["network"]["allow"]
+    (system_dir / "org-policy.yaml").write_text(yaml.safe_dump(org))
+    config_file = work_dir / "config.yaml"
+    config_file.write_text(json.dumps({"network": NETWORK}))
+    workspace = work_dir / "workspace"
+    workspace.mkdir(exist_ok=True)
+    args = ["--config", str(config_file), "network", "test", "--json"]
+    args += ["--container", root_run.container, "--workspace", str(workspace)]
+
+    code = main(args)
+
+    captured = capsys.readouterr()
+    assert captured.out, (code, captured.err)
+    report = json.loads(captured.out)
+    assert code == 0, report
+    assert report["ok"] is True
+    assert report["container"] == root_run.container
+    names = [probe["name"] for probe in report["probes"]]
+    assert "resolve vault.internal" in names
+    assert "name outside the allowlist" in names
 
 
 def _policy() -> EffectivePolicy:
