@@ -16,7 +16,7 @@ from typing import Any
 
 from aibox.config import Config
 from aibox.errors import AiboxError, UsageError
-from aibox.network import firewall, services
+from aibox.network import firewall, services, systemd
 from aibox.network.allowlist import Allowlist, allowlist_from_policy
 from aibox.network.coredns import render_corefile
 from aibox.network.enforcement import SANDBOX_RESOLV_CONF
@@ -127,11 +127,6 @@ def _apply_squid(allowlist: Allowlist, settings: NetworkSettings) -> list[str]:
     return [f"wrote {settings.squid_conf}; {verb} Squid"]
 
 
-def _restart_coredns(settings: NetworkSettings) -> None:
-    services.stop_coredns(settings)
-    services.start_coredns(settings)
-
-
 def _apply_coredns(allowlist: Allowlist, settings: NetworkSettings) -> list[str]:
     text = render_corefile(allowlist, settings)
     running = services.coredns_running(settings)
@@ -144,7 +139,7 @@ def _apply_coredns(allowlist: Allowlist, settings: NetworkSettings) -> list[str]
         settings.corefile,
         text,
         running,
-        lambda: _restart_coredns(settings),
+        lambda: services.restart_coredns(settings),
         lambda: services.start_coredns(settings),
     )
     verb = "restarted" if running else "started"
@@ -176,9 +171,11 @@ def setup_network(config: Config, policy: Any = None) -> list[str]:
     settings = network_settings(config)
     settings.system_dir.mkdir(parents=True, exist_ok=True)
     services.prepare_log_files(settings)
-    # NOTE: systemd units are not written; the services run supervised by aibox
-    # even where systemd is PID 1, which is not exercised on these hosts.
     changes = _write_resolv_conf(settings)
+    if services.systemd_running():
+        # NOTE: the systemd path is not exercised by the tests, whose hosts do
+        # not run systemd as PID 1.
+        changes += [f"installed {name}" for name in systemd.install_units(settings)]
     changes += firewall.ensure_podman_network(settings)
     changes += firewall.ensure_bridge(settings)
     changes += firewall.ensure_blackhole_route(settings)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from aibox.errors import ExternalToolError
-from aibox.network import dnswire
+from aibox.network import dnswire, systemd
 from aibox.network.settings import NetworkSettings
 from aibox.network.tools import find_tool, run_tool
 
@@ -118,15 +118,17 @@ def prepare_log_files(settings: NetworkSettings) -> None:
 
 
 def squid_running(settings: NetworkSettings) -> bool:
+    if systemd_running():
+        return systemd.is_active(systemd.squid_unit_name(settings))
     return read_pid(squid_pidfile(settings)) is not None
 
 
 def start_squid(settings: NetworkSettings) -> None:
     """Start Squid as a daemon and wait until it answers on the loopback listener."""
-    run_tool(
-        ["squid", "-f", str(settings.squid_conf), "-n", settings.squid_service],
-        hint=f"See {settings.proxy_cache_log}.",
-    )
+    if systemd_running():
+        systemd.start(systemd.squid_unit_name(settings))
+    else:
+        _start_squid_daemon(settings)
     _wait(
         lambda: proxy_answers(settings.loopback, settings.proxy_port),
         "Squid",
@@ -134,19 +136,29 @@ def start_squid(settings: NetworkSettings) -> None:
     )
 
 
+def _start_squid_daemon(settings: NetworkSettings) -> None:
+    run_tool(
+        ["squid", "-f", str(settings.squid_conf), "-n", settings.squid_service],
+        hint=f"See {settings.proxy_cache_log}.",
+    )
+
+
 def reload_squid(settings: NetworkSettings) -> None:
     """Ask the running Squid to re-read its configuration and wait for it."""
-    run_tool(
-        [
-            "squid",
-            "-k",
-            "reconfigure",
-            "-f",
-            str(settings.squid_conf),
-            "-n",
-            settings.squid_service,
-        ]
-    )
+    if systemd_running():
+        systemd.reload(systemd.squid_unit_name(settings))
+    else:
+        run_tool(
+            [
+                "squid",
+                "-k",
+                "reconfigure",
+                "-f",
+                str(settings.squid_conf),
+                "-n",
+                settings.squid_service,
+            ]
+        )
     time.sleep(0.5)
     _wait(
         lambda: (
@@ -159,6 +171,9 @@ def reload_squid(settings: NetworkSettings) -> None:
 
 
 def stop_squid(settings: NetworkSettings) -> None:
+    if systemd_running():
+        run_tool(["systemctl", "stop", systemd.squid_unit_name(settings)], check=False)
+        return
     pid = read_pid(squid_pidfile(settings))
     if pid is None:
         return
@@ -189,6 +204,8 @@ def _wait_gone(pid: int, timeout: float = 15.0) -> None:
 
 
 def coredns_running(settings: NetworkSettings) -> bool:
+    if systemd_running():
+        return systemd.is_active(systemd.coredns_unit_name(settings))
     return read_pid(coredns_pidfile(settings)) is not None
 
 
@@ -211,7 +228,30 @@ def coredns_command(settings: NetworkSettings) -> list[str]:
 
 
 def start_coredns(settings: NetworkSettings) -> None:
-    """Start CoreDNS under the supervisor and wait until it answers."""
+    """Start CoreDNS (its unit, or under the supervisor) and wait until it answers."""
+    if systemd_running():
+        systemd.start(systemd.coredns_unit_name(settings))
+    else:
+        _start_supervised_coredns(settings)
+
+    def healthy() -> bool:
+        return coredns_running(settings) and dns_answers(
+            settings.loopback, settings.dns_port, timeout=0.5
+        )
+
+    _wait(healthy, "CoreDNS", settings.dns_query_log)
+
+
+def restart_coredns(settings: NetworkSettings) -> None:
+    """Restart CoreDNS so it reads a changed Corefile, and wait until it answers."""
+    if systemd_running():
+        systemd.restart(systemd.coredns_unit_name(settings))
+    else:
+        stop_coredns(settings)
+    start_coredns(settings)
+
+
+def _start_supervised_coredns(settings: NetworkSettings) -> None:
     pidfile = coredns_pidfile(settings)
     subprocess.run(
         [
@@ -238,15 +278,13 @@ def start_coredns(settings: NetworkSettings) -> None:
         },
     )
 
-    def healthy() -> bool:
-        return coredns_running(settings) and dns_answers(
-            settings.loopback, settings.dns_port, timeout=0.5
-        )
-
-    _wait(healthy, "CoreDNS", settings.dns_query_log)
-
 
 def stop_coredns(settings: NetworkSettings) -> None:
+    if systemd_running():
+        run_tool(
+            ["systemctl", "stop", systemd.coredns_unit_name(settings)], check=False
+        )
+        return
     pid = read_pid(coredns_pidfile(settings))
     if pid is None:
         return

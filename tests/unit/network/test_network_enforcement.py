@@ -16,6 +16,7 @@ from aibox.network.allowlist import allowlist_from_policy
 from aibox.network.enforcement import check_host_enforcement, container_network_args
 from aibox.network.probes import sandbox_probes
 from aibox.network.settings import network_settings
+from aibox.network.systemd import render_units
 from aibox.policy.effective import EffectivePolicy
 
 POLICY = {
@@ -169,3 +170,22 @@ def test_check_command_reports_missing_files(
     assert data["ok"] is False
     failed = {check["name"] for check in data["checks"] if not check["ok"]}
     assert {"proxy config", "DNS config", "firewall ruleset", "proxy", "DNS"} <= failed
+
+
+def test_systemd_units_run_same_commands() -> None:
+    settings = network_settings(CONFIG)
+
+    units = render_units(settings, "/usr/sbin/squid", "/opt/aibox/bin/coredns")
+
+    squid = units["aibox-abxnet_unit-squid.service"]
+    coredns = units["aibox-abxnet_unit-coredns.service"]
+    assert (
+        f"ExecStart=/usr/sbin/squid -f {settings.squid_conf} -n aiboxabxnetunit"
+        in squid
+    )
+    assert "ExecReload=/usr/sbin/squid -k reconfigure" in squid
+    assert "Type=forking" in squid
+    assert f"ExecStart=/opt/aibox/bin/coredns -conf {settings.corefile}" in coredns
+    assert "User=nobody" in coredns
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in coredns
+    assert f"StandardOutput=append:{settings.dns_query_log}" in coredns
