@@ -41,13 +41,24 @@ def auth_group() -> None:
 
 @auth_group.command("add")
 @click.argument("name")
+@click.argument("extra", nargs=-1, metavar="")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the value from stdin.")
 @pass_app
-def add_command(app: AppContext, name: str, from_stdin: bool) -> int:
+def add_command(
+    app: AppContext, name: str, extra: tuple[str, ...], from_stdin: bool
+) -> int:
     """Store credential NAME, read from a hidden prompt or stdin.
 
     The value is never taken from an argument, so it stays out of shell history.
     """
+    if extra:
+        # Click would echo an unexpected argument, which may be the secret itself.
+        raise UsageError(
+            f"aibox auth add takes only the credential name ({name}); "
+            f"{len(extra)} more argument(s) were given and ignored",
+            hint=f"Run 'aibox auth add {name}' and type the value at the prompt, "
+            "or pipe it with --stdin.",
+        )
     check_secret_name(name)
     value = _read_value(name, from_stdin)
     with contextlib.closing(open_store(app.config)) as store:

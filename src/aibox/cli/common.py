@@ -39,8 +39,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    """Print a warning to stderr and log it."""
-    log.warning(message)
+    """Print a warning to stderr; the log gets it at debug level only, so the
+    default stderr handler does not print it twice."""
+    log.debug("warning: %s", message)
     err.print(f"[yellow]Warning:[/yellow] {message}", markup=True)
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from aibox import __version__
-from aibox.cli.common import AppContext, err
-from aibox.errors import EXIT_INTERRUPTED, EXIT_USAGE, AiboxError
+from aibox.cli.common import AppContext, err, log
+from aibox.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, AiboxError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +32,13 @@ def cli(ctx: click.Context, config_path: Path | None, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(name)s: %(levelname)s: %(message)s",
     )
+    if ctx.invoked_subcommand is not None and not ctx.resilient_parsing:
+        # Imported here so that commands which never touch credentials, and
+        # --help, do not pay for loading the Vault client.
+        from aibox.credentials.sandbox import retry_revocations_before_command
+
+        app = ctx.obj
+        retry_revocations_before_command(lambda: app.config)
 
 
 def _register_commands() -> None:
@@ -72,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("Interrupted.", markup=False)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: never show a traceback
+        if debug:
+            raise
+        log.exception("unexpected error")
+        err.print(f"Error: unexpected {type(exc).__name__}: {exc}", markup=False)
+        err.print("Hint: Run again with --debug for details.", markup=False)
+        return EXIT_FAILURE
     return result if isinstance(result, int) else 0
 
 

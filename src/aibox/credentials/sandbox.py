@@ -235,6 +235,12 @@ def _revoke_or_queue(config: Config, sandbox_id: str, accessor: str) -> bool:
         return False
 
 
+def has_credential_record(sandbox_id: str) -> bool:
+    """Return whether credentials issued to ``sandbox_id`` are still recorded."""
+    _check_sandbox_id(sandbox_id)
+    return revocations.record_path(sandbox_id).exists()
+
+
 def revoke_sandbox_credentials(config: Config, sandbox_id: str) -> None:
     """Revoke the credentials issued to ``sandbox_id`` and delete their files.
 

@@ -10,16 +10,19 @@ variable or on the command line.
 from __future__ import annotations
 
 import getpass
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from aibox import paths
 from aibox.config import Config
 from aibox.errors import AiboxError
 from aibox.policy.effective import EffectivePolicy
 from aibox.sandbox.podman import Podman
-from aibox.sandbox.security import LABEL_PREFIX
+from aibox.sandbox.security import CONFINE_PREFIX, LABEL_PREFIX
 
 PROXY_UID = 1001
 PROXY_EXECUTABLE = "/opt/aibox/venv/bin/aibox-llm-proxy"
@@ -83,9 +86,19 @@ def policy_limits(
 
 
 def proxy_command(
-    config: Config, policy_data: Mapping[str, Any], sandbox_id: str, user: str
+    config: Config,
+    policy_data: Mapping[str, Any],
+    sandbox_id: str,
+    user: str,
+    rootless: bool = False,
 ) -> list[str]:
-    """Return the in-container command line of the proxy (it carries no secret)."""
+    """Return the in-container command line of the proxy (it carries no secret).
+
+    A rootless sandbox has no network interface; its relay serves the egress
+    proxy on the sandbox's loopback instead of the bridge gateway.
+    """
+    proxy_host = "127.0.0.1" if rootless else config.network.gateway
+    upstream_proxy = f"http://{proxy_host}:{config.network.proxy_port}"
     command = [
         PROXY_EXECUTABLE,
         "--listen",
@@ -95,7 +108,7 @@ def proxy_command(
         "--openai-upstream",
         config.llm.openai_upstream,
         "--upstream-proxy",
-        f"http://{config.network.gateway}:{config.network.proxy_port}",
+        upstream_proxy,
         "--key-file",
         KEY_FILE,
         "--sandbox-id",
@@ -111,10 +124,66 @@ def proxy_command(
     return command
 
 
+def payload_log_dir(sandbox_id: str) -> Path:
+    """Return the host directory that holds one sandbox's LLM payload log."""
+    return paths.log_dir() / "llm" / sandbox_id
+
+
+def payload_log_mount_args(sandbox_id: str, rootless: bool) -> list[str]:
+    """Create the sandbox's payload log directory and return its mount arguments.
+
+    The directory belongs to uid 1001 inside the sandbox, so the proxy can write
+    the log and the developer's uid 1000 can neither read nor change it.
+    """
+    directory = payload_log_dir(sandbox_id)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if rootless:
+            # NOTE: rootless runsc ignores the user namespace mapping on bind
+            # mounts, so uid 1001 is "other" there and needs write and search
+            # permission; uid 1000 then can append to the log but not list it.
+            os.chmod(directory, 0o733)  # noqa: S103 - see the NOTE above
+            # The setgid log directory hands down the aibox group, which is not
+            # mapped in the user namespace; chown there needs a mapped group.
+            os.chown(directory, -1, os.getgid())
+            engine = Podman.locate("podman")
+            engine.run(
+                ["unshare", "chown", f"{PROXY_UID}:{PROXY_UID}", str(directory)],
+                timeout=30,
+            )
+        else:
+            os.chown(directory, PROXY_UID, PROXY_UID)
+            os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise AiboxError(
+            f"cannot prepare the LLM payload log directory {directory}: {exc.strerror}",
+            hint="Run 'sudo aibox setup --system' so the log directory is "
+            "writable by the aibox group.",
+        ) from None
+    return ["--volume", f"{directory}:{PAYLOAD_LOG_DIR}:rw,nosuid,nodev,noexec"]
+
+
 def _sandbox_user(engine: Podman, container: str) -> str:
     data = engine.inspect_container(container) or {}
     labels = (data.get("Config") or {}).get("Labels") or {}
     return str(labels.get(f"{LABEL_PREFIX}.user") or getpass.getuser())
+
+
+def _key_provisioned(engine: Podman, container: str) -> bool:
+    result = engine.run(
+        [
+            "exec",
+            "--user",
+            f"{PROXY_UID}:{PROXY_UID}",
+            container,
+            "test",
+            "-r",
+            KEY_FILE,
+        ],
+        timeout=10,
+        check=False,
+    )
+    return result.returncode == 0
 
 
 def _healthy(engine: Podman, container: str, url: str) -> bool:
@@ -129,23 +198,35 @@ def _healthy(engine: Podman, container: str, url: str) -> bool:
 
 def start_llm_proxy(
     config: Config, policy: EffectivePolicy, container: str, rootless: bool
-) -> None:
+) -> str | None:
     """Start the proxy as its own process inside the running ``container``.
 
-    Returns once ``/healthz`` responds; raises AiboxError when it does not within
+    Returns None once ``/healthz`` responds, or a warning when no LLM API key was
+    provisioned (the proxy then does not run, and SDK calls fail to connect).
+    Raises AiboxError when the proxy does not respond within
     ``READY_TIMEOUT_SECONDS``. ``rootless`` needs no change here, because
     ``podman exec`` maps uid 1001 through the container's own user namespace.
     """
     engine = Podman.locate(config.runtime)
     user = _sandbox_user(engine, container)
-    command = proxy_command(config, policy.data, container, user)
+    command = proxy_command(config, policy.data, container, user, rootless)
     url = f"http://{config.llm.listen}/healthz"
     if _healthy(engine, container, url):
-        return
+        return None
+    if not _key_provisioned(engine, container):
+        return (
+            "no LLM API key is stored, so the LLM proxy is not running; store one "
+            "with 'aibox auth add llm-api-key' (or in Vault) and restart the sandbox"
+        )
 
-    # NOTE: the payload log directory must be a host directory mounted writable
-    # for uid 1001 at PAYLOAD_LOG_DIR; without it the proxy exits at start and
-    # this function raises, so the sandbox does not run unaccounted.
+    # Under gVisor, exec'd processes escape the container's seccomp profile
+    # unless they load it themselves through the confinement launcher.
+    data = engine.inspect_container(container) or {}
+    if data.get("OCIRuntime") == "runsc":
+        command = [*CONFINE_PREFIX, *command]
+    # The payload log directory is mounted by payload_log_mount_args; without it
+    # the proxy exits at start and this function raises, so the sandbox does not
+    # run unaccounted.
     engine.run(
         ["exec", "--detach", "--user", f"{PROXY_UID}:{PROXY_UID}", container, *command],
         timeout=30,
@@ -153,7 +234,7 @@ def start_llm_proxy(
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if _healthy(engine, container, url):
-            return
+            return None
         time.sleep(0.2)
     raise AiboxError(
         f"the LLM proxy in sandbox {container} did not answer {url} within "

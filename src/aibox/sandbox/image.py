@@ -29,6 +29,10 @@ RECIPE_LABEL = "io.aibox.image-recipe"
 SUITE = "bookworm"
 SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 CREDENTIAL_HELPER = "/opt/aibox/venv/bin/aibox-credential-helper"
+HOOKS_DIR = "/etc/aibox/git-hooks"
+PRE_COMMIT_HOOK = (
+    Path(__file__).resolve().parents[1] / "data" / "git-hooks" / "pre-commit"
+).read_text()
 
 # python3 is Debian 12's 3.11: the host virtual environment at /opt/aibox/venv,
 # mounted read-only into the sandbox, runs on it through its python symlink.
@@ -63,9 +67,15 @@ for dir in {" ".join(_HOME_DIRECTORIES)} /workspace /opt/toolpacks; do
 done
 chown -R 1000:1000 "$root/home/dev"
 mkdir -p "$root/opt/aibox/venv"
+mkdir -p "$root{HOOKS_DIR}"
+cat > "$root{HOOKS_DIR}/pre-commit" <<'HOOK'
+{PRE_COMMIT_HOOK}HOOK
+chmod 0755 "$root{HOOKS_DIR}/pre-commit"
 cat > "$root/etc/gitconfig" <<'GIT'
 [credential]
 \thelper = {CREDENTIAL_HELPER}
+[core]
+\thooksPath = {HOOKS_DIR}
 [safe]
 \tdirectory = /workspace
 GIT

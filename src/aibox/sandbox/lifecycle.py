@@ -104,8 +104,8 @@ def effective_resources(
     memory = config.resources.memory_bytes
     pids = config.resources.pids
     try:
-        if "cpus" in section:
-            cpus = min(cpus, float(section["cpus"]))
+        if "cpu" in section:
+            cpus = min(cpus, float(section["cpu"]))
         if "memory" in section:
             memory = min(memory, parse_bytes(section["memory"]))
         if "pids" in section:
@@ -113,8 +113,10 @@ def effective_resources(
     except (TypeError, ValueError) as exc:
         raise UsageError(
             f"effective policy: invalid resources value: {exc}",
-            hint="Use a number for cpus and pids and a size such as 8Gi for memory.",
+            hint="Use a number for cpu and pids and a size such as 8Gi for memory.",
         ) from None
+    # NOTE: resources.disk is validated and merged but not enforced, because
+    # Podman's size quota needs overlay on XFS with project quotas.
     return security.Resources(cpus=cpus, memory_bytes=memory, pids=pids)
 
 
@@ -182,7 +184,13 @@ def start(
                 )
             enforcement.check_host_enforcement(config, policy, engine.rootless)
             engine.run(security.start_args(existing), timeout=120)
-            llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
+            enforcement.attach_sandbox_network(config, sandbox.name, engine.rootless)
+            _note(
+                warnings,
+                llm_proxy.start_llm_proxy(
+                    config, policy, sandbox.name, engine.rootless
+                ),
+            )
             _record_decision(
                 "container_start",
                 sandbox,
@@ -194,7 +202,7 @@ def start(
             )
             return StartResult(sandbox, "restarted", _runtime_of(existing), warnings)
         runtime_name = _create(
-            config, sandbox, policy, resources, engine, state, notify
+            config, sandbox, policy, resources, engine, state, notify, warnings
         )
     _record_decision(
         "container_start",
@@ -206,6 +214,11 @@ def start(
         runtime=policy.data.get("runtime"),
     )
     return StartResult(sandbox, "created", runtime_name, warnings)
+
+
+def _note(warnings: list[str], warning: str | None) -> None:
+    if warning:
+        warnings.append(warning)
 
 
 def _runtime_of(data: Mapping[str, Any]) -> str:
@@ -223,6 +236,7 @@ def _create(
     engine: Podman,
     state: apparmor.AppArmorState,
     notify: Notify,
+    warnings: list[str],
 ) -> str:
     """Create and run a new container; undo everything on failure."""
     enforcement.check_host_enforcement(config, policy, engine.rootless)
@@ -238,11 +252,16 @@ def _create(
     # podman run creates missing named volumes itself; what it created is the
     # difference between the volume lists before and after.
     existing_volumes = engine.list_volumes()
+    # No container exists, so credentials recorded for this sandbox are left over
+    # from a start that crashed or a container removed behind aibox's back.
+    if credentials.has_credential_record(sandbox.name):
+        credentials.revoke_sandbox_credentials(config, sandbox.name)
     try:
         extra_args = credentials.prepare_sandbox_credentials(
             config, policy, sandbox.name, sandbox.user, engine.rootless
         )
         created.credentials_issued = True
+        extra_args += llm_proxy.payload_log_mount_args(sandbox.name, engine.rootless)
         spec = security.SandboxSpec(
             name=sandbox.name,
             user=sandbox.user,
@@ -264,7 +283,11 @@ def _create(
         )
         created.container = sandbox.name
         _run_container(engine, security.build_run_args(spec), config.image, notify)
-        llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless)
+        enforcement.attach_sandbox_network(config, sandbox.name, engine.rootless)
+        _note(
+            warnings,
+            llm_proxy.start_llm_proxy(config, policy, sandbox.name, engine.rootless),
+        )
     except BaseException:
         try:
             created.volumes = sorted(
@@ -327,6 +350,7 @@ def stop(config: Config, workspace: Path, podman: Podman | None = None) -> bool:
         return False
     labels = (data.get("Config") or {}).get("Labels") or {}
     engine.remove_container(sandbox.name)
+    enforcement.detach_sandbox_network(sandbox.name)
     credentials.revoke_sandbox_credentials(config, sandbox.name)
     _record_decision(
         "container_stop",

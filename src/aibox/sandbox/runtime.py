@@ -21,9 +21,10 @@ _POLICY_KEYS = frozenset({"gvisor", "require_gvisor", "allow_runc_fallback"})
 def runtime_settings(policy_data: Mapping[str, Any]) -> dict[str, Any]:
     """Return the ``runtime`` section of the effective policy, validated.
 
-    Accepted keys: ``gvisor`` or ``require_gvisor`` (bool: gVisor is mandatory) and
-    ``allow_runc_fallback`` (bool: rootless sandboxes may use runc when gVisor
-    cannot run rootless). Keys that would remove a control are rejected.
+    Accepted keys: ``engine`` (``gvisor`` makes gVisor mandatory, ``runc`` allows
+    the rootless runc fallback), ``gvisor`` or ``require_gvisor`` (bool: gVisor is
+    mandatory) and ``allow_runc_fallback`` (bool: rootless sandboxes may use runc
+    when gVisor cannot run rootless). Keys that would remove a control are rejected.
     """
     section = policy_data.get("runtime") or {}
     if not isinstance(section, Mapping):
@@ -33,7 +34,15 @@ def runtime_settings(policy_data: Mapping[str, Any]) -> dict[str, Any]:
             hint="Fix the runtime section of the policy files.",
         )
     check_requested_controls(section, "effective policy 'runtime'")
-    return {key: section[key] for key in section if key in _POLICY_KEYS}
+    settings = {key: section[key] for key in section if key in _POLICY_KEYS}
+    # The policy schema names the engine: gvisor makes gVisor mandatory, and only
+    # an explicit runc lets a rootless sandbox fall back to runc.
+    engine = section.get("engine")
+    if engine == "gvisor":
+        settings["require_gvisor"] = True
+    elif engine == "runc":
+        settings.setdefault("allow_runc_fallback", True)
+    return settings
 
 
 def gvisor_required(policy_data: Mapping[str, Any]) -> bool:

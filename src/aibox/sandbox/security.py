@@ -228,10 +228,25 @@ def security_args(spec: SandboxSpec) -> list[str]:
     return args
 
 
+def development_source_dir() -> Path | None:
+    """Return the source tree of an editable aibox install, or None.
+
+    An editable install leaves the package outside the venv, so the in-sandbox
+    tools could not import it from the venv mount alone.
+    """
+    package_root = Path(__file__).resolve().parents[1].parent
+    if package_root.is_relative_to(VENV_PATH):
+        return None
+    return package_root
+
+
 def mount_args(spec: SandboxSpec) -> list[str]:
     _check_mount_source(spec.workspace)
     args = ["--volume", f"{spec.workspace}:/workspace:rw,nosuid,nodev"]
     args += ["--volume", f"{VENV_PATH}:{VENV_PATH}:ro,nosuid,nodev"]
+    source = development_source_dir()
+    if source is not None:
+        args += ["--volume", f"{source}:{source}:ro,nosuid,nodev"]
     if spec.runtime.is_gvisor:
         if spec.confine_profile is None:
             raise ValueError("a gVisor sandbox needs the profile for exec'd commands")

@@ -20,6 +20,7 @@ from aibox import paths
 from aibox.config import Config, default_config_yaml
 from aibox.errors import AiboxError, UsageError
 from aibox.network.host import network_setup_step
+from aibox.policy.hierarchy import install_default_org_policy, org_policy_path
 from aibox.sandbox import apparmor, image, seccomp, security
 from aibox.sandbox.podman import Podman
 from aibox.sandbox.runtime import RUNSC_CONF, find_runtime
@@ -100,7 +101,28 @@ def create_log_dir(context: SetupContext) -> str:
     gid = grp.getgrnam(paths.AIBOX_GROUP).gr_gid
     os.chown(directory, 0, gid)
     directory.chmod(0o2775)
+    # The shared decision log and its lock must be group-writable, or other group
+    # members fall back to a per-user log and the shared chain is split.
+    for name in ("decisions.jsonl", "decisions.jsonl.lock"):
+        path = directory / name
+        path.touch(exist_ok=True)
+        os.chown(path, 0, gid)
+        path.chmod(0o660)
+    # Per-sandbox LLM payload logs: any group member may add a directory, and
+    # the sticky bit keeps members from removing each other's.
+    payloads = directory / "llm"
+    payloads.mkdir(exist_ok=True)
+    os.chown(payloads, 0, gid)
+    payloads.chmod(0o3775)
     return f"{directory} is mode 2775, group {paths.AIBOX_GROUP}"
+
+
+def install_org_policy(context: SetupContext) -> str:
+    """Install the packaged org baseline unless the organization has its own."""
+    path = org_policy_path()
+    if install_default_org_policy():
+        return f"default org policy written to {path}"
+    return f"org policy {path} exists and is kept"
 
 
 def _has_subordinate_ids(user: str, database: Path) -> bool:
@@ -172,6 +194,7 @@ SYSTEM_STEPS: list[Step] = [
     ("group", create_group),
     ("log directory", create_log_dir),
     ("rootless", prepare_rootless),
+    ("org policy", install_org_policy),
     ("network", network_setup_step),
     ("image cache", build_image_cache),
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from aibox import paths
 from aibox.config import Config
+from aibox.policy.hierarchy import packaged_org_text
 from aibox.sandbox import image, lifecycle
 from aibox.sandbox.podman import Podman
 from tests.conftest import require_root, require_tool
@@ -35,12 +39,27 @@ class SandboxHarness:
     user: str
     workspace: Path
     podman: Podman
+    system_dir: Path
     revoked: list[str] = field(default_factory=list)
 
     def config(self, runtime: str = "runsc", **overrides: Any) -> Config:
         data: dict[str, Any] = {"gvisor": {"enabled": runtime == "runsc"}}
         data.update(overrides)
+        if runtime == "runc":
+            self.allow_runc()
         return Config.model_validate(data)
+
+    def allow_runc(self) -> None:
+        """Switch the org policy in the test's system directory to runc.
+
+        The packaged baseline requires gVisor, and config alone must not be able
+        to leave it, so runc runs need an org policy that names runc.
+        """
+        path = self.system_dir / "org-policy.yaml"
+        data = yaml.safe_load(packaged_org_text())
+        data["runtime"]["engine"] = "runc"
+        data["classification"] = "public"
+        path.write_text(yaml.safe_dump(data), "utf-8")
 
     @property
     def name(self) -> str:
@@ -112,7 +131,15 @@ def harness(
     workspace.mkdir()
     workspace.chmod(0o777)
     podman = Podman.locate("podman")
-    result = SandboxHarness(user=user, workspace=workspace, podman=podman)
+    system_dir = tmp_path / "etc-aibox"
+    system_dir.mkdir()
+    for profile in ("seccomp.json", "seccomp-gvisor.json"):
+        shutil.copy2(paths.system_dir() / profile, system_dir / profile)
+    (system_dir / "org-policy.yaml").write_text(packaged_org_text(), "utf-8")
+    monkeypatch.setenv("AIBOX_SYSTEM_DIR", str(system_dir))
+    result = SandboxHarness(
+        user=user, workspace=workspace, podman=podman, system_dir=system_dir
+    )
 
     monkeypatch.setattr(
         lifecycle.enforcement, "check_host_enforcement", lambda *args: None
@@ -131,6 +158,7 @@ def harness(
         lambda config, sandbox_id: result.revoked.append(sandbox_id),
     )
     monkeypatch.setattr(lifecycle.llm_proxy, "start_llm_proxy", lambda *args: None)
+    monkeypatch.setattr(lifecycle.llm_proxy, "payload_log_mount_args", lambda *args: [])
     try:
         yield result
     finally:

@@ -78,7 +78,10 @@ def test_value_argument_is_rejected(
     file_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["auth", "add", "git-token", SECRET_VALUE]) == 2
-    assert "unexpected extra argument" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "takes only the credential name" in captured.err
+    assert SECRET_VALUE not in captured.err
+    assert SECRET_VALUE not in captured.out
     assert not file_config.exists()
 
 

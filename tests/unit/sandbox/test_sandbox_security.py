@@ -56,9 +56,12 @@ def test_run_args_carry_every_control(tmp_path: Path) -> None:
 def test_run_args_mount_workspace_venv_and_volumes(tmp_path: Path) -> None:
     volumes = pairs(security.build_run_args(make_spec(tmp_path)), "--volume")
     launcher = Path(security.__file__).with_name("seccomp_exec.py")
+    source = security.development_source_dir()
+    development = [f"{source}:{source}:ro,nosuid,nodev"] if source else []
     assert volumes == [
         f"{tmp_path}:/workspace:rw,nosuid,nodev",
         "/opt/aibox/venv:/opt/aibox/venv:ro,nosuid,nodev",
+        *development,
         f"{launcher}:/run/aibox-sandbox/seccomp_exec.py:ro,nosuid,nodev",
         "/etc/aibox/seccomp.json:/run/aibox-sandbox/seccomp.json:ro,nosuid,nodev",
         "aibox-tester-home:/home/dev:rw,nosuid,nodev",
