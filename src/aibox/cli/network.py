@@ -104,7 +104,7 @@ def _report_probes(results: list[ProbeResult], name: str, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @pass_app
 def check_command(app: AppContext, as_json: bool) -> int:
-    """Check the host side: files match the policy, ruleset loaded, services answer.
+    """Check the host side: files match the policy, ruleset loaded, services respond.
 
     Listing the nftables ruleset needs root; without it that check is skipped.
     Exits 1 when any check fails.

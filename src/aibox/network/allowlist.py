@@ -34,7 +34,7 @@ _CONFIG_HINT = "Fix the value under network in config.yaml, then retry."
 
 @dataclass(frozen=True)
 class Resolution:
-    """How CoreDNS answers one allowlisted name.
+    """The way CoreDNS resolves one allowlisted name.
 
     ``static``: an A or AAAA record with ``address``. ``forward``: the query goes to
     ``upstream`` (``ip:port``), which is configured for ``zone``. ``none``: nothing is

@@ -31,16 +31,16 @@ def check_host_enforcement(
 ) -> None:
     """Raise EnforcementError unless every layer matches ``policy`` and runs.
 
-    Checked: the rendered Squid, CoreDNS and nftables files equal the rendering
-    of the policy's allowlist; for root-run sandboxes the nftables table is
-    loaded as setup applied it; Squid and CoreDNS answer. The error names the
-    first failing layer and the fix command.
+    Checked: the installed Squid, CoreDNS and nftables files equal the rendering
+    of the policy's allowlist, and Squid and CoreDNS respond. For root-run
+    sandboxes the nftables table must also be loaded as setup applied it. The
+    error names the first failing layer and the fix command.
     """
-    # NOTE: the files must equal the effective policy's rendering, so a project
-    # policy that narrows network.allow below the org's is refused until the
-    # host is set up for it; the host services are shared by all sandboxes.
-    # A rootless sandbox has no interface, so the table does not confine it and
-    # an unprivileged user cannot list it; it is checked for root-run ones.
+    # NOTE: the host services are shared by all sandboxes and the files must
+    # equal the effective policy's rendering. So a project policy that narrows
+    # network.allow below the org's is refused until the host is set up for it.
+    # The table is checked for root-run sandboxes only, because a rootless one
+    # has no interface for it to confine and its user cannot list the table.
     checks = enforcement_checks(config, policy, check_ruleset=not rootless)
     if rootless:
         settings = network_settings(config)

@@ -93,8 +93,9 @@ def ensure_bridge(settings: NetworkSettings) -> list[str]:
 def ensure_blackhole_route(settings: NetworkSettings) -> list[str]:
     """Add a high-metric blackhole route so the subnet never leaves the host.
 
-    While the bridge exists its connected route (metric 0) wins; when it is gone,
-    traffic for the subnet is dropped here instead of following the default route.
+    While the bridge exists, its connected route (metric 0) wins. When the bridge
+    is gone, traffic for the subnet is dropped here instead of following the
+    default route off the machine.
     """
     result = run_tool(["ip", "-j", "route", "show", "type", "blackhole"])
     for route in json.loads(result.stdout or "[]"):

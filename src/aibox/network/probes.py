@@ -1,4 +1,4 @@
-"""Probes run inside a sandbox to show that egress enforcement holds there.
+"""Probes run inside a sandbox to show that egress enforcement is in force there.
 
 Positive probes: each allowlisted name resolves through aibox's DNS and is
 reachable through the proxy. Negative probes: a name outside the list gets

@@ -90,7 +90,7 @@ def _wait(check: object, what: str, log_file: Path) -> None:
             return
         time.sleep(0.2)
     raise ExternalToolError(
-        f"{what} did not answer within {START_TIMEOUT:.0f} s: {_tail(log_file)}",
+        f"{what} did not respond within {START_TIMEOUT:.0f} s: {_tail(log_file)}",
         hint=f"See {log_file}; then run 'sudo aibox setup --system' again.",
     )
 
@@ -124,7 +124,7 @@ def squid_running(settings: NetworkSettings) -> bool:
 
 
 def start_squid(settings: NetworkSettings) -> None:
-    """Start Squid as a daemon and wait until it answers on the loopback listener."""
+    """Start Squid and wait until it responds on the loopback listener."""
     if systemd_running():
         systemd.start(systemd.squid_unit_name(settings))
     else:

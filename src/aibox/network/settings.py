@@ -20,7 +20,7 @@ METRICS_PORT = 9153
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """Where the egress services listen and where their files live."""
+    """Listen addresses and file locations of the egress services."""
 
     name: str
     subnet: str

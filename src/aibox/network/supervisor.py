@@ -1,10 +1,10 @@
 """Keep one host service running where systemd does not: ``python -m
 aibox.network.supervisor --pidfile FILE --log FILE -- COMMAND...``.
 
-The supervisor writes its own pid to ``--pidfile``, appends the child's output and
-its own messages to ``--log``, forwards SIGHUP and SIGUSR1, restarts the child
-when it exits unexpectedly (at most 5 times a minute), and on SIGTERM or SIGINT
-stops the child, removes the pid file and exits.
+The supervisor writes its own pid to ``--pidfile`` and appends the child's output
+and its own messages to ``--log``. It forwards SIGHUP and SIGUSR1 and restarts
+the child when it exits unexpectedly, at most 5 times a minute. On SIGTERM or
+SIGINT it stops the child, removes the pid file and exits.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A simulated network for egress tests, built from a network namespace.
 
-One namespace (no default route) holds the test hosts on 198.51.100.0/24 behind
+One namespace (no default route) contains the test hosts on 198.51.100.0/24 behind
 a veth pair whose host end is 198.51.100.1:
 
 - 198.51.100.10 ``vault.internal``: a real OpenBao dev server on port 8200;

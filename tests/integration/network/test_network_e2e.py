@@ -433,6 +433,19 @@ def test_setup_rerun_changes_nothing(run: Run) -> None:
     assert run.rerun_changes == []
 
 
+def test_blackhole_route_for_subnet(root_run: Run) -> None:
+    result = subprocess.run(
+        ["ip", "-j", "route", "show", "type", "blackhole"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    routes = {route["dst"]: route for route in json.loads(result.stdout)}
+    assert NETWORK["subnet"] in routes
+    assert routes[NETWORK["subnet"]]["metric"] == firewall.BLACKHOLE_METRIC
+
+
 def test_vault_resolves_through_coredns(run: Run) -> None:
     assert run.enforced["vault_resolves"].output == VAULT
 
