@@ -24,6 +24,7 @@ from aibox.errors import AiboxError, UsageError
 from aibox.llm_proxy import sandbox as llm_proxy
 from aibox.network import enforcement
 from aibox.policy.effective import EffectivePolicy, compute_effective_policy
+from aibox.policy.errors import PolicyViolationError
 from aibox.sandbox import apparmor, image, seccomp, security
 from aibox.sandbox import workspace as ws
 from aibox.sandbox.podman import Podman, PodmanError
@@ -157,17 +158,27 @@ def start(
 ) -> StartResult:
     """Start the sandbox for ``workspace``: create, restart, or leave it running."""
     sandbox = Sandbox.for_workspace(workspace)
-    policy = compute_effective_policy(config, sandbox.workspace)
+    try:
+        policy = compute_effective_policy(config, sandbox.workspace)
+    except PolicyViolationError as exc:
+        _record_denial(sandbox, config.image, "policy.effective", exc, "")
+        raise
     resources = effective_resources(config, policy.data)
     runtime_settings(policy.data)
     engine = podman or Podman.locate(config.runtime)
     warnings = []
     state = apparmor.detect()
-    warning = apparmor.enforce_requirement(
-        state,
-        config.gvisor.require_apparmor or policy.require_apparmor,
-        engine.rootless,
-    )
+    try:
+        warning = apparmor.enforce_requirement(
+            state,
+            config.gvisor.require_apparmor or policy.require_apparmor,
+            engine.rootless,
+        )
+    except AiboxError as exc:
+        _record_denial(
+            sandbox, config.image, "runtime.require_apparmor", exc, policy.hash
+        )
+        raise
     if warning:
         warnings.append(warning)
 
@@ -214,6 +225,30 @@ def start(
         runtime=policy.data.get("runtime"),
     )
     return StartResult(sandbox, "created", runtime_name, warnings)
+
+
+def _record_denial(
+    sandbox: Sandbox, image_name: str, rule: str, error: AiboxError, policy_hash: str
+) -> None:
+    """Record a refused start; a log failure must not hide the refusal itself."""
+    from aibox.policy.decisions import record_decision
+
+    violations = getattr(error, "violations", None) or [error.message]
+    try:
+        record_decision(
+            "container_start",
+            user=sandbox.user,
+            workspace=sandbox.workspace,
+            sandbox_id=sandbox.name,
+            image=image_name,
+            policy_hash=policy_hash or None,
+            input={"violations": violations},
+            decision="deny",
+            rule=rule,
+            reason=f"start refused: {'; '.join(violations)}",
+        )
+    except (AiboxError, OSError) as exc:
+        log.error("cannot record the refused start of %s: %s", sandbox.name, exc)
 
 
 def _note(warnings: list[str], warning: str | None) -> None:
