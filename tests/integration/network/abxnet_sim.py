@@ -226,30 +226,3 @@ def destroy_world(world: World) -> None:
             process.kill()
     _run(["ip", "link", "del", world.veth], check=False)
     _run(["ip", "netns", "del", world.namespace], check=False)
-
-
-PROBE_IMAGE = "localhost/abxnet-probe:latest"
-PROBE_PACKAGES = "bash,curl,ca-certificates,dnsutils,iproute2,netcat-openbsd"
-DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-
-
-def ensure_probe_image(work: Path) -> str:
-    """Build the small probe image (curl, dig, nc) with mmdebstrap unless present."""
-    if _run(["podman", "image", "exists", PROBE_IMAGE], check=False).returncode == 0:
-        return PROBE_IMAGE
-    tarball = work / "probe-rootfs.tar"
-    _run(
-        [
-            "mmdebstrap",
-            "--variant=minbase",
-            f"--include={PROBE_PACKAGES}",
-            "bookworm",
-            str(tarball),
-            str(DEBIAN_SOURCES),
-        ]
-    )
-    _run(
-        ["podman", "import", "--change", 'CMD ["/bin/bash"]', str(tarball), PROBE_IMAGE]
-    )
-    tarball.unlink()
-    return PROBE_IMAGE

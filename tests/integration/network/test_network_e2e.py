@@ -1,5 +1,6 @@
-"""Egress enforcement end to end: real Squid, CoreDNS and nftables on the host, a
-root-run gVisor sandbox, and the simulated network from ``abxnet_sim``.
+"""Egress enforcement end to end: real Squid, CoreDNS and nftables on the host,
+root-run and rootless gVisor containers of the sandbox image, and the simulated
+network from ``abxnet_sim``.
 
 Every probe runs twice from inside the sandbox: first with enforcement off (the
 aibox table deleted), where each negative probe must succeed, then with it on,
@@ -35,6 +36,8 @@ from aibox.network.probes import run_probes, sandbox_probes
 from aibox.network.settings import network_settings
 from aibox.policy.effective import EffectivePolicy
 from aibox.policy.hierarchy import packaged_org_text
+from aibox.sandbox.image import DEFAULT_IMAGE, ensure_image
+from aibox.sandbox.podman import Podman
 from tests.conftest import require_root, require_tool
 from tests.integration.network.abxnet_sim import (
     API,
@@ -45,7 +48,6 @@ from tests.integration.network.abxnet_sim import (
     World,
     build_world,
     destroy_world,
-    ensure_probe_image,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.root]
@@ -68,6 +70,7 @@ POLICY = {
 NO_PROXY_ENV = "env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY"
 CURL = "curl -s -m 6 -o /dev/null"
 DIG = "dig +tries=1 +time=3"
+TCP_853 = f"timeout 5 bash -c 'exec 3<>/dev/tcp/{ROGUE_DNS}/853'"
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def probes(proxy: str) -> dict[str, Probe]:
             f"{DIG} +tcp +short @{ROGUE_DNS} anything.example",
             f"{DIG} +tcp +short @{ROGUE_DNS} anything.example",
         ),
-        "dot_853": Probe(f"nc -z -w 3 {ROGUE_DNS} 853", f"nc -z -w 3 {ROGUE_DNS} 853"),
+        "dot_853": Probe(TCP_853, TCP_853),
         "udp_443": Probe(
             f"{DIG} -p 443 +short @{ROGUE_DNS} anything.example",
             f"{DIG} -p 443 +short @{ROGUE_DNS} anything.example",
@@ -196,11 +199,11 @@ class EnforcedHost:
 def enforced_host(work_dir: Path) -> Iterator[EnforcedHost]:
     """Host enforcement for the test network, and the simulated network."""
     require_root()
-    for tool in ("podman", "runsc", "squid", "nft", "mmdebstrap"):
+    for tool in ("podman", "runsc", "squid", "nft"):
         require_tool(tool)
     if not os.access("/opt/aibox/bin/coredns", os.X_OK):
         pytest.skip("CoreDNS is not built; run scripts/install-deps.sh")
-    image = ensure_probe_image(work_dir)
+    image = ensure_image(Podman.locate(), DEFAULT_IMAGE, lambda message: None).image
     config = Config.model_validate({"network": NETWORK})
     world = build_world(work_dir / "world")
     try:
