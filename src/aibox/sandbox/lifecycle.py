@@ -181,6 +181,13 @@ def start(
         raise
     if warning:
         warnings.append(warning)
+    if policy.rootless and not engine.rootless:
+        # NOTE: root-run sandboxes stay allowed for administrators and CI; the
+        # policy's rootless requirement is reported, not enforced, for them.
+        warnings.append(
+            "the effective policy requires rootless sandboxes, but this one runs "
+            "under root-run Podman; developers should run aibox as themselves"
+        )
 
     with start_lock(sandbox.name):
         existing = engine.inspect_container(sandbox.name)
