@@ -303,7 +303,6 @@ class RootlessUser:
 
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 
 
 @pytest.fixture(scope="module")
@@ -315,11 +314,12 @@ def rootless_user(work_dir: Path) -> Iterator[RootlessUser]:
     name = f"abxnetr{suffix}"
     first_subid = 2_100_000_000 + (int(suffix, 16) % 1000) * 65536
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", name], check=True)
-    entry = f"{name}:{first_subid}:65536\n"
     try:
-        for path in SUBID_FILES:
-            with path.open("a") as database:
-                database.write(entry)
+        # usermod locks the subordinate id files, which other tests edit too.
+        ids = f"{first_subid}-{first_subid + 65535}"
+        subprocess.run(
+            ["usermod", "--add-subuids", ids, "--add-subgids", ids, name], check=True
+        )
         uid = int(subprocess.run(["id", "-u", name], capture_output=True, text=True,
                                  check=True).stdout)  # fmt: skip
         user = RootlessUser(name, uid, Path(f"/home/{name}"))
@@ -327,21 +327,32 @@ def rootless_user(work_dir: Path) -> Iterator[RootlessUser]:
         os.chown(user.runtime_dir, uid, uid)
         yield user
     finally:
-        _remove_user(name, entry)
+        _remove_user(name, first_subid)
 
 
-def _remove_user(name: str, entry: str) -> None:
-    runtime = Path(f"/run/user/{_uid_of(name)}")
-    pause = runtime / "libpod" / "tmp" / "pause.pid"
-    if pause.exists():
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(pause.read_text().strip()), signal.SIGKILL)
+def _remove_user(name: str, first_subid: int) -> None:
+    """Remove the test user, its subordinate ids and every process it still runs.
+
+    The user exists only for this test, so all its processes (Podman's pause
+    process, a D-Bus session) were started here.
+    """
+    ids = f"{first_subid}-{first_subid + 65535}"
+    subprocess.run(
+        ["usermod", "--del-subuids", ids, "--del-subgids", ids, name],
+        capture_output=True,
+    )
+    uid = _uid_of(name)
+    if uid < 0:
+        return
+    listing = subprocess.run(
+        ["ps", "-o", "pid=", "-u", str(uid)], capture_output=True, text=True
+    )
+    for pid in listing.stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
     subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
     shutil.rmtree(f"/home/{name}", ignore_errors=True)
-    shutil.rmtree(runtime, ignore_errors=True)
-    for path in SUBID_FILES:
-        lines = path.read_text().splitlines(keepends=True)
-        path.write_text("".join(line for line in lines if line != entry))
+    shutil.rmtree(f"/run/user/{uid}", ignore_errors=True)
 
 
 def _uid_of(name: str) -> int:
