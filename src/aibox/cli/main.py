@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: never show a traceback
         if debug:
             raise
-        log.exception("unexpected error")
+        log.debug("unexpected error", exc_info=True)
         err.print(f"Error: unexpected {type(exc).__name__}: {exc}", markup=False)
         err.print("Hint: Run again with --debug for details.", markup=False)
         return EXIT_FAILURE

@@ -299,8 +299,15 @@ def _create(
     if credentials.has_credential_record(sandbox.name):
         credentials.revoke_sandbox_credentials(config, sandbox.name)
     try:
+        # Rootless runc runs with keep-id, which changes who uid 1000 is on the
+        # host, and the credential files must be owned accordingly.
         extra_args = credentials.prepare_sandbox_credentials(
-            config, policy, sandbox.name, sandbox.user, engine.rootless
+            config,
+            policy,
+            sandbox.name,
+            sandbox.user,
+            engine.rootless,
+            keep_id=engine.rootless and not runtime.is_gvisor,
         )
         created.credentials_issued = True
         extra_args += llm_proxy.payload_log_mount_args(sandbox.name, engine.rootless)

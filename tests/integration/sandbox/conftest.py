@@ -150,7 +150,7 @@ def harness(
         lambda *args: ["--network", "none"],
     )
     monkeypatch.setattr(
-        lifecycle.credentials, "prepare_sandbox_credentials", lambda *args: []
+        lifecycle.credentials, "prepare_sandbox_credentials", lambda *args, **kwargs: []
     )
     monkeypatch.setattr(
         lifecycle.credentials,

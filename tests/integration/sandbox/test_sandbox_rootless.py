@@ -36,7 +36,7 @@ DRIVER = textwrap.dedent(
 
     lifecycle.enforcement.check_host_enforcement = lambda *args: None
     lifecycle.enforcement.container_network_args = lambda *args: ["--network", "none"]
-    lifecycle.credentials.prepare_sandbox_credentials = lambda *args: []
+    lifecycle.credentials.prepare_sandbox_credentials = lambda *args, **kwargs: []
     lifecycle.credentials.revoke_sandbox_credentials = lambda *args: None
     lifecycle.llm_proxy.start_llm_proxy = lambda *args: None
     sys.exit(main(sys.argv[1:]))
