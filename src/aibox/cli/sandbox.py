@@ -95,6 +95,12 @@ def status_command(app: AppContext, workspace: Path, as_json: bool) -> int:
     ]
     for key, value in rows:
         out.print(f"{key:<10} {value}", markup=False)
+    for entry in report["pending_revocations"]:
+        warn(
+            f"the Vault token of sandbox {entry['sandbox_id']} is not revoked yet "
+            f"({entry['attempts']} attempt(s), last error: {entry['last_error']}); "
+            "the next aibox command retries it"
+        )
     return 0
 
 

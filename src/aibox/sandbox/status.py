@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aibox.config import Config
+from aibox.credentials import sandbox as credentials
 from aibox.sandbox import apparmor, security
 from aibox.sandbox.lifecycle import Sandbox
 from aibox.sandbox.podman import Podman
@@ -43,6 +44,15 @@ def describe(
         "uptime_seconds": None,
         "rootless": engine.rootless,
         "apparmor": apparmor.detect().as_dict(),
+        "pending_revocations": [
+            {
+                "sandbox_id": entry.sandbox_id,
+                "queued_utc": entry.queued_utc,
+                "attempts": entry.attempts,
+                "last_error": entry.last_error,
+            }
+            for entry in credentials.pending_revocations(config)
+        ],
     }
     if data is None:
         return report
