@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 PODMAN_NETWORKS_DIR = Path("/etc/containers/networks")
 BLACKHOLE_METRIC = 4242
+BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 _SETUP_HINT = "Run 'sudo aibox setup --system'."
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 
@@ -88,6 +89,26 @@ def ensure_bridge(settings: NetworkSettings) -> list[str]:
     )
     run_tool(["ip", "link", "set", settings.bridge, "up"])
     return [f"created bridge {settings.bridge} with {settings.gateway}/{prefix}"]
+
+
+def ensure_bridge_filtering() -> list[str]:
+    """Make bridged IPv4 traffic pass the inet hooks, so the ruleset also
+    rejects traffic between sandboxes on the same bridge.
+
+    Without ``br_netfilter`` frames between two containers never reach
+    nftables' inet ``forward`` hook. The setting is host-wide; Docker and
+    Kubernetes hosts have it on already.
+    """
+    if not BRIDGE_NF_CALL.exists():
+        return [
+            "warning: br_netfilter is not loaded, so sandboxes on the same bridge "
+            "can reach each other; load it with 'modprobe br_netfilter' and run "
+            "setup again"
+        ]
+    if BRIDGE_NF_CALL.read_text().strip() == "1":
+        return []
+    BRIDGE_NF_CALL.write_text("1\n")
+    return [f"enabled {BRIDGE_NF_CALL.name} for traffic between sandboxes"]
 
 
 def ensure_blackhole_route(settings: NetworkSettings) -> list[str]:

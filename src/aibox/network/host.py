@@ -179,6 +179,7 @@ def setup_network(config: Config, policy: Any = None) -> list[str]:
     changes += firewall.ensure_podman_network(settings)
     changes += firewall.ensure_bridge(settings)
     changes += firewall.ensure_blackhole_route(settings)
+    changes += firewall.ensure_bridge_filtering()
     changes += _apply_ruleset(allowlist, settings)
     changes += _apply_coredns(allowlist, settings)
     changes += _apply_squid(allowlist, settings)

@@ -245,6 +245,7 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
     config = enforced_host.config
     settings = network_settings(config)
     container = f"abxnet-e2e-root-{secrets.token_hex(3)}"
+    peer = f"abxnet-e2e-peer-{secrets.token_hex(3)}"
     try:
         args = [
             "podman", "run", "-d", "--name", container,
@@ -255,7 +256,26 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
             enforced_host.image, "sleep", "900",
         ]  # fmt: skip
         subprocess.run(args, check=True, capture_output=True, timeout=120)
+        peer_args = [
+            *args[:4],
+            peer,
+            *args[5:-2],
+            "python3",
+            "-m",
+            "http.server",
+            "8080",
+        ]
+        subprocess.run(peer_args, check=True, capture_output=True, timeout=120)
+        peer_address = subprocess.run(
+            ["podman", "inspect", "--format",
+             "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", peer],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
         checks = probes(f"http://{settings.gateway}:{settings.proxy_port}")
+        to_peer = (
+            f"{NO_PROXY_ENV} {CURL} -w '%{{http_code}}' http://{peer_address}:8080/"
+        )
+        checks["peer_sandbox"] = Probe(to_peer, to_peer)
         firewall.delete_table(settings)
         measured = _measure(
             enforced_host.world,
@@ -276,7 +296,7 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
         )
     finally:
         subprocess.run(
-            ["podman", "rm", "-f", "-t", "0", container], capture_output=True
+            ["podman", "rm", "-f", "-t", "0", container, peer], capture_output=True
         )
 
 
@@ -497,6 +517,12 @@ def test_rogue_resolver_unreachable(run: Run, name: str) -> None:
     assert run.baseline[name].output == ROGUE_ANSWER
     assert ROGUE_ANSWER not in run.enforced[name].output
     assert run.enforced[name].code != 0
+
+
+def test_other_sandbox_unreachable(root_run: Run) -> None:
+    assert root_run.baseline["peer_sandbox"].output == "200"
+    assert root_run.enforced["peer_sandbox"].code != 0
+    assert root_run.enforced["peer_sandbox"].output == "000"
 
 
 def test_dns_over_tls_port_fails(run: Run) -> None:
