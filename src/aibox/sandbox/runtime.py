@@ -92,10 +92,12 @@ def gvisor_flags(network_args: Sequence[str], rootless: bool) -> tuple[str, ...]
     runsc ignores the OCI seccomp profile unless told ``oci-seccomp``. Its own
     network stack refuses to start in a Podman-made network namespace, so with a
     network it uses the container's namespace through host sockets (``network=host``,
-    which is still the container's namespace, not the host's).
+    which is still the container's namespace, not the host's). A rootless sandbox
+    runs with ``--network none`` but still needs ``network=host``, because its relay
+    serves the proxy and DNS on ``lo`` of that namespace, which has no other link.
     """
     flags = ["oci-seccomp"]
-    no_network = "none" in _network_modes(network_args)
+    no_network = "none" in _network_modes(network_args) and not rootless
     flags.append("network=none" if no_network else "network=host")
     if rootless:
         flags.append("ignore-cgroups")

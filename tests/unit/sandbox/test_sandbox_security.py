@@ -167,6 +167,13 @@ def test_gvisor_network_flags() -> None:
         "network=host",
         "ignore-cgroups",
     )
+    # The rootless relay listens on the namespace's loopback, which gVisor's
+    # own network stack (network=none) would hide from the sandbox.
+    assert runtime.gvisor_flags(["--network", "none"], rootless=True) == (
+        "oci-seccomp",
+        "network=host",
+        "ignore-cgroups",
+    )
 
 
 def test_runtime_disabled_gvisor_uses_runc() -> None:
