@@ -139,13 +139,17 @@ def payload_log_mount_args(sandbox_id: str, rootless: bool) -> list[str]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         if rootless:
-            # NOTE: rootless runsc ignores the user namespace mapping on bind
-            # mounts, so uid 1001 is "other" there and needs write and search
-            # permission; uid 1000 then can append to the log but not list it.
-            os.chmod(directory, 0o733)  # noqa: S103 - see the NOTE above
-            # The setgid log directory hands down the aibox group, which is not
-            # mapped in the user namespace; chown there needs a mapped group.
-            os.chown(directory, -1, os.getgid())
+            # A directory that an earlier start handed to uid 1001 already has
+            # its mode and group, and only the user namespace may change it.
+            if directory.stat().st_uid == os.getuid():
+                # NOTE: rootless runsc ignores the user namespace mapping on bind
+                # mounts, so uid 1001 is "other" there and needs write and search
+                # permission; uid 1000 then can append to the log but not list it.
+                os.chmod(directory, 0o733)  # noqa: S103 - see the NOTE above
+                # The setgid log directory hands down the aibox group, which is
+                # not mapped in the user namespace; chown there needs a mapped
+                # group.
+                os.chown(directory, -1, os.getgid())
             engine = Podman.locate("podman")
             engine.run(
                 ["unshare", "chown", f"{PROXY_UID}:{PROXY_UID}", str(directory)],
