@@ -11,7 +11,7 @@ How: a short-lived child joins the sandbox's user and network namespaces, binds
 the three listening sockets there and passes them back over a Unix socket pair
 (SCM_RIGHTS). A socket stays in the namespace it was created in, so the parent,
 still in the host's namespaces, accepts inside the sandbox and connects on the
-host. The parent exits when the sandbox's init process is gone.
+host. The relay exits when the sandbox's init process is gone.
 
 Run as ``python -m aibox.network.relay --pid PID ...``; :func:`start_relay`
 starts it detached and waits until its sockets are bound.
@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(levelname)s: %(message)s"
     )
+
     try:
         sockets = _bind_in_sandbox(args.pid, args.proxy_port, args.dns_port)
     except OSError as exc:
@@ -248,12 +249,14 @@ def main(argv: list[str] | None = None) -> int:
             "cannot bind the relay inside process %d's namespaces: %s", args.pid, exc
         )
         return 1
+
     # The caller waits for this process: it exits once the sockets are bound and
     # leaves the relay itself running in a new session.
     daemon = os.fork()
     if daemon > 0:
         args.pidfile.write_text(f"{daemon}\n")
         return 0
+
     os.setsid()
     log.info("relaying for process %d to %s", args.pid, args.upstream)
     try:
