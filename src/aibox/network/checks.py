@@ -7,6 +7,7 @@ and CoreDNS by sending each a request they must deny.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,30 @@ def _digest_in(text: str) -> str:
     return "none"
 
 
+def _compare_hosts(allowlist: Allowlist, settings: NetworkSettings) -> tuple[str, str]:
+    """Return how the installed hosts differ from the policy's, and the fix."""
+    fix = f"Run '{FIX_COMMAND}'."
+    try:
+        record = json.loads(settings.allowlist_record.read_text())
+        installed = {host for entry in record["entries"] for host in entry["hosts"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return "", fix
+    wanted = set(allowlist.hosts)
+    if wanted - installed:
+        missing = ", ".join(sorted(wanted - installed))
+        return f"; the policy allows {missing}, which this host does not serve", fix
+    if installed - wanted:
+        extra = ", ".join(sorted(installed - wanted))
+        return (
+            f"; this host allows {extra}, which the effective policy does not",
+            "The host's proxy and DNS serve every sandbox, so a team or project "
+            "policy cannot narrow network.allow below the host's list. Remove "
+            "network.allow from that policy, or ask an administrator to narrow the "
+            f"org policy and run '{FIX_COMMAND}'.",
+        )
+    return "", fix
+
+
 def file_checks(allowlist: Allowlist, settings: NetworkSettings) -> list[Check]:
     """Compare each installed file with the rendering of ``allowlist``."""
     expected = {
@@ -70,12 +95,13 @@ def file_checks(allowlist: Allowlist, settings: NetworkSettings) -> list[Check]:
             )
             continue
         if installed != text:
+            difference, hint = _compare_hosts(allowlist, settings)
             detail = (
                 f"{path} does not match the effective policy "
                 f"(installed allowlist {_digest_in(installed)}, "
-                f"policy allowlist {allowlist.digest()[:12]})"
+                f"policy allowlist {allowlist.digest()[:12]}){difference}"
             )
-            checks.append(Check(layer, False, detail, f"Run '{FIX_COMMAND}'."))
+            checks.append(Check(layer, False, detail, hint))
         else:
             checks.append(Check(layer, True, f"{path} matches the effective policy"))
     return checks

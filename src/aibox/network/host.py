@@ -8,6 +8,7 @@ fails to come up with a new file is brought back with the previous one.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -183,6 +184,9 @@ def setup_network(config: Config, policy: Any = None) -> list[str]:
     changes += _apply_ruleset(allowlist, settings)
     changes += _apply_coredns(allowlist, settings)
     changes += _apply_squid(allowlist, settings)
+    record = json.dumps(allowlist.to_json(), indent=2, sort_keys=True) + "\n"
+    if _read(settings.allowlist_record) != record:
+        write_text_atomic(settings.allowlist_record, record)
     return changes
 
 

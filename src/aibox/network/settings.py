@@ -77,6 +77,11 @@ class NetworkSettings:
         return self.system_dir / f"{self._prefix}nftables.conf"
 
     @property
+    def allowlist_record(self) -> Path:
+        """The allowlist that setup last installed, as JSON."""
+        return self.system_dir / f"{self._prefix}allowlist.json"
+
+    @property
     def sandbox_resolv_conf(self) -> Path:
         """The resolv.conf mounted into rootless sandboxes (DNS via the relay)."""
         return self.system_dir / f"{self._prefix}sandbox-resolv.conf"

@@ -628,7 +628,26 @@ def test_start_check_names_policy_mismatch(root_run: Run) -> None:
 
     assert "proxy config" in caught.value.message
     assert "does not match the effective policy" in caught.value.message
+    assert (
+        "the policy allows x.internal, which this host does not" in caught.value.message
+    )
     assert "and 2 more" in caught.value.message
+    assert caught.value.hint == "Run 'sudo aibox setup --system'."
+
+
+def test_start_check_explains_narrower_policy(root_run: Run) -> None:
+    narrower = {"network": {"allow": [POLICY["network"]["allow"][0]]}}
+
+    with pytest.raises(EnforcementError) as caught:
+        check_host_enforcement(
+            root_run.config, EffectivePolicy(data=narrower, hash="n"), rootless=False
+        )
+
+    assert "this host allows api.internal, which the effective policy does not" in (
+        caught.value.message
+    )
+    assert caught.value.hint is not None
+    assert "cannot narrow network.allow" in caught.value.hint
 
 
 def test_start_check_names_stopped_dns(root_run: Run) -> None:
