@@ -187,6 +187,10 @@ class World:
         if not path.exists():
             path.mkdir(parents=True)
             os.chown(path, self.uid, self.gid)
+            # NOTE: rootless gVisor ignores the user namespace mapping on bind
+            # mounts, so the sandbox's uid 1000 can write /workspace only when
+            # the host directory is writable by everyone.
+            path.chmod(0o777)
         return path
 
     def _paths_env(self) -> dict[str, str]:
