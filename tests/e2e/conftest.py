@@ -282,6 +282,7 @@ class World:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
+            exc.close()
             return int(exc.code)
 
     def network_config(self) -> dict[str, Any]:

@@ -115,8 +115,8 @@ class VaultKeySource:
                 f"cannot read the Vault token file {self.token_file}: {exc.strerror}",
                 hint="Check that the sandbox token was provisioned.",
             ) from None
+        client = hvac.Client(url=self.address, token=token, timeout=10)
         try:
-            client = hvac.Client(url=self.address, token=token, timeout=10)
             response = client.secrets.kv.v2.read_secret_version(
                 path=self.secret_path,
                 mount_point=self.mount,
@@ -129,6 +129,8 @@ class VaultKeySource:
                 f"{self.address} failed: {type(exc).__name__}",
                 hint="Check the Vault address, token and secret path.",
             ) from None
+        finally:
+            client.adapter.close()
         if not isinstance(value, str) or not value.strip():
             raise KeySourceError(
                 f"{self.description} field {self.field!r} is empty",
