@@ -100,7 +100,8 @@ def _target(allowlist: Allowlist, settings: NetworkSettings) -> tuple[str, int]:
     """Return an address and port for bypass attempts that the allowlist names.
 
     A service with a static address is preferred, on its first allowed port,
-    then a configured upstream resolver, then the gateway's DNS port over TCP.
+    then a configured upstream resolver, then the gateway on port 443, which the
+    host's ruleset rejects because only the proxy and DNS ports are open there.
     """
     for entry in allowlist.entries:
         for pattern in entry.hosts:
@@ -112,7 +113,7 @@ def _target(allowlist: Allowlist, settings: NetworkSettings) -> tuple[str, int]:
         if resolution.kind == "forward" and resolution.upstream:
             address, port = resolution.upstream.rsplit(":", 1)
             return address.strip("[]"), int(port)
-    return settings.gateway, settings.dns_port
+    return settings.gateway, 443
 
 
 def _tcp_connect(address: str, port: int) -> str:
@@ -143,6 +144,9 @@ def sandbox_probes(
             )
             probes.append(_reach_probe(name, entry.ports[0], proxy))
     target, port = _target(allowlist, settings)
+    # The gateway's own DNS port is aibox's resolver, so "another resolver" on
+    # the gateway means another port there.
+    resolver = f"@{target}" if target != settings.gateway else f"@{target} -p 5353"
     # NOTE: a bypass probe also passes when nothing listens on its target port;
     # the integration tests prove each block against a listening server.
     probes += [
@@ -162,14 +166,14 @@ def sandbox_probes(
         ),
         Probe(
             "another resolver over UDP",
-            f"{DIG} +short @{target} {OUTSIDE_NAME}",
+            f"{DIG} +short {resolver} {OUTSIDE_NAME}",
             _failed,
             "no reply",
             FIX_SETUP,
         ),
         Probe(
             "another resolver over TCP",
-            f"{DIG} +tcp +short @{target} {OUTSIDE_NAME}",
+            f"{DIG} +tcp +short {resolver} {OUTSIDE_NAME}",
             _failed,
             "no reply",
             FIX_SETUP,

@@ -189,3 +189,17 @@ def test_systemd_units_run_same_commands() -> None:
     assert "User=nobody" in coredns
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in coredns
     assert f"StandardOutput=append:{settings.dns_query_log}" in coredns
+
+
+def test_probes_without_static_address_avoid_open_ports() -> None:
+    config = Config()
+    allowlist = allowlist_from_policy(None, config)
+    settings = network_settings(config)
+    probes = {probe.name: probe for probe in sandbox_probes(allowlist, settings, False)}
+    direct = f"direct connection to {settings.gateway}:443 without the proxy"
+    assert direct in probes
+    assert f"/dev/tcp/{settings.gateway}/{settings.dns_port}" not in str(
+        [probe.command for probe in probes.values()]
+    )
+    assert "-p 5353" in probes["another resolver over UDP"].command
+    assert "-p 5353" in probes["another resolver over TCP"].command
