@@ -29,9 +29,10 @@ from aibox.sandbox.podman import Podman
 def stub_other_areas() -> None:
     lifecycle.enforcement.check_host_enforcement = lambda *args: None  # type: ignore[assignment]
     lifecycle.enforcement.container_network_args = lambda *args: ["--network", "none"]  # type: ignore[assignment]
-    lifecycle.credentials.prepare_sandbox_credentials = lambda *args: []  # type: ignore[assignment]
+    lifecycle.credentials.prepare_sandbox_credentials = lambda *args, **kwargs: []  # type: ignore[assignment]
     lifecycle.credentials.revoke_sandbox_credentials = lambda *args: None  # type: ignore[assignment]
     lifecycle.llm_proxy.start_llm_proxy = lambda *args: None  # type: ignore[assignment]
+    lifecycle.llm_proxy.payload_log_mount_args = lambda *args: []  # type: ignore[assignment]
 
 
 def timed(action: Callable[[], object]) -> float:
