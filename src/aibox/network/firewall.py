@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 PODMAN_NETWORKS_DIR = Path("/etc/containers/networks")
 BLACKHOLE_METRIC = 4242
 BRIDGE_NF_CALL = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+BRIDGE_NF_CALL_IP6 = Path("/proc/sys/net/bridge/bridge-nf-call-ip6tables")
 _SETUP_HINT = "Run 'sudo aibox setup --system'."
 _COUNTER = re.compile(r"counter packets \d+ bytes \d+")
 
@@ -92,12 +93,14 @@ def ensure_bridge(settings: NetworkSettings) -> list[str]:
 
 
 def ensure_bridge_filtering() -> list[str]:
-    """Make bridged IPv4 traffic pass the inet hooks, so the ruleset also
+    """Make bridged IPv4 and IPv6 traffic pass the inet hooks, so the ruleset also
     rejects traffic between sandboxes on the same bridge.
 
     Without ``br_netfilter`` frames between two containers never reach
-    nftables' inet ``forward`` hook. The setting is host-wide; Docker and
-    Kubernetes hosts have it on already.
+    nftables' inet ``forward`` hook. IPv6 needs its own setting: a network with
+    no IPv6 subnet still gives every sandbox a link-local address, through which
+    it reaches the others. The settings are host-wide; Docker and Kubernetes hosts
+    have them on already.
     """
     if not BRIDGE_NF_CALL.exists():
         return [
@@ -105,10 +108,12 @@ def ensure_bridge_filtering() -> list[str]:
             "can reach each other; load it with 'modprobe br_netfilter' and run "
             "setup again"
         ]
-    if BRIDGE_NF_CALL.read_text().strip() == "1":
-        return []
-    BRIDGE_NF_CALL.write_text("1\n")
-    return [f"enabled {BRIDGE_NF_CALL.name} for traffic between sandboxes"]
+    changes = []
+    for setting in (BRIDGE_NF_CALL, BRIDGE_NF_CALL_IP6):
+        if setting.read_text().strip() != "1":
+            setting.write_text("1\n")
+            changes.append(f"enabled {setting.name} for traffic between sandboxes")
+    return changes
 
 
 def ensure_blackhole_route(settings: NetworkSettings) -> list[str]:

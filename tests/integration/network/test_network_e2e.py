@@ -5,6 +5,12 @@ network from ``abxnet_sim``.
 Every probe runs twice from inside the sandbox: first with enforcement off (the
 aibox table deleted), where each negative probe must succeed, then with it on,
 where it must fail. So a negative test cannot pass because the network is broken.
+
+ICMP and IPv6 get the same treatment. The Podman network has no IPv6 subnet, so
+a root-run sandbox has only link-local IPv6; that is enough to reach the host's
+bridge address and other sandboxes, which the tests aim at. ICMP needs a socket
+that aibox's sandboxes cannot open, so those probes run in containers granted
+one, and a separate test shows the sandbox configuration refuses it.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,7 @@ from aibox.network import firewall, host, services
 from aibox.network.allowlist import allowlist_from_policy
 from aibox.network.enforcement import check_host_enforcement, container_network_args
 from aibox.network.probes import run_probes, sandbox_probes
-from aibox.network.settings import network_settings
+from aibox.network.settings import NetworkSettings, network_settings
 from aibox.policy.effective import EffectivePolicy
 from aibox.policy.hierarchy import packaged_org_text
 from aibox.sandbox.image import DEFAULT_IMAGE, ensure_image
@@ -71,6 +78,10 @@ NO_PROXY_ENV = "env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY"
 CURL = "curl -s -m 6 -o /dev/null"
 DIG = "dig +tries=1 +time=3"
 TCP_853 = f"timeout 5 bash -c 'exec 3<>/dev/tcp/{ROGUE_DNS}/853'"
+HERE = Path(__file__).parent
+ICMP_SCRIPT = "/opt/abxnet_icmp.py"
+IPV6_HOST_PORT = 8086
+ROOT_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,18 @@ class Outcome:
 
 
 @dataclass
+class Ipv6Facts:
+    """IPv6 state of the root-run sandbox's network namespace and host side."""
+
+    addresses: list[dict[str, Any]]
+    routes: list[dict[str, Any]]
+    host_log: Path
+    reject_packets_before: int
+    reject_packets_after: int
+    retry: Outcome
+
+
+@dataclass
 class Run:
     """Everything the tests assert on, gathered in one pass over the probes."""
 
@@ -151,6 +174,7 @@ class Run:
     container: str
     podman: list[str]
     rootless: bool
+    ipv6: Ipv6Facts | None = field(default=None)
 
 
 def _exec(podman: list[str], container: str, command: str) -> Outcome:
@@ -240,31 +264,26 @@ def _measure(
 
 
 @pytest.fixture(scope="module")
-def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
+def root_run(enforced_host: EnforcedHost, work_dir: Path) -> Iterator[Run]:
     """Probe a root-run gVisor sandbox with the aibox table deleted, then loaded."""
     config = enforced_host.config
     settings = network_settings(config)
     container = f"abxnet-e2e-root-{secrets.token_hex(3)}"
     peer = f"abxnet-e2e-peer-{secrets.token_hex(3)}"
+    listener: subprocess.Popen[bytes] | None = None
     try:
         args = [
             "podman", "run", "-d", "--name", container,
             "--runtime", shutil.which("runsc") or "runsc",
             "--runtime-flag", "network=host",
-            "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+            *ROOT_ULIMITS,
             *container_network_args(config, rootless=False),
             enforced_host.image, "sleep", "900",
         ]  # fmt: skip
         subprocess.run(args, check=True, capture_output=True, timeout=120)
-        peer_args = [
-            *args[:4],
-            peer,
-            *args[5:-2],
-            "python3",
-            "-m",
-            "http.server",
-            "8080",
-        ]
+        # Dual-stack, so the peer answers on IPv4 and on its link-local IPv6.
+        peer_command = ["python3", "-m", "http.server", "--bind", "::", "8080"]
+        peer_args = [*args[:4], peer, *args[5:-2], *peer_command]
         subprocess.run(peer_args, check=True, capture_output=True, timeout=120)
         peer_address = subprocess.run(
             ["podman", "inspect", "--format",
@@ -276,6 +295,22 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
             f"{NO_PROXY_ENV} {CURL} -w '%{{http_code}}' http://{peer_address}:8080/"
         )
         checks["peer_sandbox"] = Probe(to_peer, to_peer)
+
+        in_sandbox = _namespace_of(container)
+        _link_local(in_sandbox, "eth0")
+        peer_ipv6 = _link_local(_namespace_of(peer), "eth0")
+        bridge_ipv6 = _link_local([], settings.bridge)
+        host_log = work_dir / "ipv6-host.log"
+        listener = _start_listener(f"{bridge_ipv6}%{settings.bridge}", host_log)
+        to_peer_ipv6 = f"{NO_PROXY_ENV} {CURL} -w '%{{http_code}}' " + (
+            f"'http://[{peer_ipv6}%25eth0]:8080/'"
+        )
+        checks["peer_ipv6"] = Probe(to_peer_ipv6, to_peer_ipv6)
+        to_host_ipv6 = f"{NO_PROXY_ENV} {CURL} -w '%{{http_code}}' " + (
+            f"'http://[{bridge_ipv6}%25eth0]:{IPV6_HOST_PORT}/"
+        )
+        checks["host_ipv6"] = Probe(to_host_ipv6 + "off'", to_host_ipv6 + "on'")
+
         firewall.delete_table(settings)
         measured = _measure(
             enforced_host.world,
@@ -283,6 +318,16 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
             lambda command: _exec(["podman"], container, command),
             lambda: host.setup_network(config, POLICY),
             lambda command: _exec(["podman"], container, command),
+        )
+        before = _reject_packets(settings, "from_sandbox")
+        retry = _exec(["podman"], container, to_host_ipv6 + "retry'")
+        ipv6 = Ipv6Facts(
+            addresses=_ip_json(in_sandbox, "addr"),
+            routes=_ip_json(in_sandbox, "route"),
+            host_log=host_log,
+            reject_packets_before=before,
+            reject_packets_after=_reject_packets(settings, "from_sandbox"),
+            retry=retry,
         )
         yield Run(
             config=config,
@@ -292,12 +337,169 @@ def root_run(enforced_host: EnforcedHost) -> Iterator[Run]:
             container=container,
             podman=["podman"],
             rootless=False,
+            ipv6=ipv6,
             **measured,
         )
     finally:
+        if listener is not None:
+            listener.terminate()
+            listener.wait(timeout=10)
         subprocess.run(
             ["podman", "rm", "-f", "-t", "0", container, peer], capture_output=True
         )
+
+
+def _namespace_of(container: str) -> list[str]:
+    """Return the command prefix that runs a host tool in ``container``'s netns.
+
+    Under gVisor with ``network=host`` that namespace is the one the sandbox's
+    sockets use, so it shows what the sandbox can reach.
+    """
+    pid = subprocess.run(
+        ["podman", "inspect", "--format", "{{.State.Pid}}", container],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    return ["nsenter", "-t", pid, "-n"]
+
+
+def _ip_json(namespace: list[str], kind: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [*namespace, "ip", "-j", "-6", kind, "show"],
+        check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def _link_local(namespace: list[str], device: str) -> str:
+    """Return ``device``'s IPv6 link-local address once duplicate detection ends."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        result = subprocess.run(
+            [*namespace, "ip", "-j", "-6", "addr", "show", "dev", device,
+             "scope", "link"],
+            check=True, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        for interface in json.loads(result.stdout):
+            for address in interface.get("addr_info", []):
+                if not address.get("tentative"):
+                    return str(address["local"])
+        time.sleep(0.2)
+    raise TimeoutError(f"{device} has no usable IPv6 link-local address")
+
+
+def _start_listener(bind: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start the test HTTP server on the host, logging each request to ``log``."""
+    listener = subprocess.Popen(
+        [sys.executable, str(HERE / "abxnet_http.py"), "--bind", bind,
+         "--port", str(IPV6_HOST_PORT), "--log", str(log)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "ready" in log.read_text()):
+        if time.monotonic() > deadline or listener.poll() is not None:
+            listener.kill()
+            raise RuntimeError(f"the listener on {bind} did not start")
+        time.sleep(0.1)
+    return listener
+
+
+def _reject_packets(settings: NetworkSettings, chain: str) -> int:
+    """Return the packet count of the catch-all reject rule in ``chain``."""
+    result = subprocess.run(
+        ["nft", "-j", "list", "chain", "inet", settings.table, chain],
+        check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    counts = []
+    for item in json.loads(result.stdout)["nftables"]:
+        expressions = item.get("rule", {}).get("expr", [])
+        kinds = [next(iter(expression)) for expression in expressions]
+        if kinds == ["counter", "reject"]:
+            counts.append(expressions[0]["counter"]["packets"])
+    assert len(counts) == 1, result.stdout
+    return int(counts[0])
+
+
+# Root-run containers that can send ICMP echo requests, by name: the socket type
+# and their extra podman arguments. gVisor with network=host hands ICMP only to
+# raw sockets, only with its net-raw flag, and only to the container's first
+# process (``runsc exec`` drops CAP_NET_RAW), so every probe is its own run.
+ICMP_SANDBOXES = {
+    "gvisor": ("raw", ["--user", "0", "--cap-add", "NET_RAW",
+                       "--runtime-flag", "network=host", "--runtime-flag", "net-raw"]),
+    "runc": ("dgram", ["--sysctl", "net.ipv4.ping_group_range=0 2147483647"]),
+}  # fmt: skip
+ICMP_TARGETS = ("simulated_host", "gateway")
+
+
+@dataclass
+class IcmpRun:
+    """ICMP echo outcomes by (sandbox, target), and packets seen by the host."""
+
+    baseline: dict[tuple[str, str], Outcome]
+    enforced: dict[tuple[str, str], Outcome]
+    packets_before: int
+    packets_off: int
+    packets_on: int
+    sandbox_sockets: dict[tuple[str, str], Outcome]
+
+
+def _icmp_probe(
+    enforced_host: EnforcedHost, runtime: str, extra: list[str], command: list[str]
+) -> Outcome:
+    args = [
+        "podman", "run", "--rm", "--name", f"abxicmp-e2e-{secrets.token_hex(3)}",
+        "--runtime", shutil.which(runtime) or runtime, *ROOT_ULIMITS, *extra,
+        *container_network_args(enforced_host.config, rootless=False),
+        "--volume", f"{HERE / 'abxnet_icmp.py'}:{ICMP_SCRIPT}:ro",
+        enforced_host.image, "python3", ICMP_SCRIPT, *command,
+    ]  # fmt: skip
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    return Outcome(result.returncode, result.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def icmp_run(enforced_host: EnforcedHost) -> IcmpRun:
+    """Send ICMP echo requests with the aibox table deleted, then loaded."""
+    settings = network_settings(enforced_host.config)
+    targets = {"simulated_host": BLOCKED, "gateway": settings.gateway}
+    world = enforced_host.world
+
+    def echo_all() -> dict[tuple[str, str], Outcome]:
+        outcomes = {}
+        for name, (kind, extra) in ICMP_SANDBOXES.items():
+            runtime = "runsc" if name == "gvisor" else "runc"
+            for target, address in targets.items():
+                outcomes[name, target] = _icmp_probe(
+                    enforced_host, runtime, extra, [kind, address]
+                )
+        return outcomes
+
+    # The flags aibox gives every sandbox: no capabilities, the sandbox user.
+    # Podman's default net.ipv4.ping_group_range ("0 0") excludes that user too.
+    sandbox_flags = ["--cap-drop=ALL", "--user", "1000:1000"]
+    sandbox_sockets = {}
+    for runtime, extra in (("runsc", ["--runtime-flag", "network=host"]), ("runc", [])):
+        for kind in ("raw", "dgram"):
+            sandbox_sockets[runtime, kind] = _icmp_probe(
+                enforced_host, runtime, [*extra, *sandbox_flags], [kind, BLOCKED]
+            )
+
+    firewall.delete_table(settings)
+    packets_before = world.packets_to(BLOCKED)
+    try:
+        baseline = echo_all()
+        packets_off = world.packets_to(BLOCKED)
+    finally:
+        host.setup_network(enforced_host.config, POLICY)
+    enforced = echo_all()
+    return IcmpRun(
+        baseline=baseline,
+        enforced=enforced,
+        packets_before=packets_before,
+        packets_off=packets_off,
+        packets_on=world.packets_to(BLOCKED),
+        sandbox_sockets=sandbox_sockets,
+    )
 
 
 @dataclass
@@ -523,6 +725,91 @@ def test_other_sandbox_unreachable(root_run: Run) -> None:
     assert root_run.baseline["peer_sandbox"].output == "200"
     assert root_run.enforced["peer_sandbox"].code != 0
     assert root_run.enforced["peer_sandbox"].output == "000"
+
+
+# What a rejected echo request looks like: ICMP type 3 code 13 ("communication
+# administratively prohibited") on a raw socket, EHOSTUNREACH on a ping socket.
+ICMP_REJECTED = {
+    "gvisor": "unreachable type 3 code 13 from ",
+    "runc": "receive failed: [Errno 113] No route to host",
+}
+
+
+@pytest.mark.parametrize("sandbox", sorted(ICMP_SANDBOXES))
+@pytest.mark.parametrize("target", ICMP_TARGETS)
+def test_icmp_echo_rejected(icmp_run: IcmpRun, sandbox: str, target: str) -> None:
+    assert icmp_run.baseline[sandbox, target].output == "reply"
+    enforced = icmp_run.enforced[sandbox, target]
+    assert enforced.code != 0
+    assert enforced.output.startswith(ICMP_REJECTED[sandbox])
+
+
+def test_icmp_reaches_no_simulated_host(icmp_run: IcmpRun) -> None:
+    assert icmp_run.packets_off > icmp_run.packets_before
+    assert icmp_run.packets_on == icmp_run.packets_off
+
+
+@pytest.mark.parametrize("runtime", ["runsc", "runc"])
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("raw", "[Errno 1] Operation not permitted"),  # no CAP_NET_RAW
+        ("dgram", "[Errno 13] Permission denied"),  # group outside ping range
+    ],
+)
+def test_sandbox_cannot_open_icmp_socket(
+    icmp_run: IcmpRun, runtime: str, kind: str, error: str
+) -> None:
+    outcome = icmp_run.sandbox_sockets[runtime, kind]
+
+    assert outcome.output == f"socket failed: {error}"
+
+
+def test_sandbox_has_only_link_local_ipv6(root_run: Run) -> None:
+    assert root_run.ipv6 is not None
+    scopes = {
+        address["scope"]
+        for interface in root_run.ipv6.addresses
+        for address in interface["addr_info"]
+    }
+
+    assert scopes == {"host", "link"}
+    assert [route["dst"] for route in root_run.ipv6.routes] == ["fe80::/64"]
+
+
+def test_ipv6_to_host_rejected(root_run: Run) -> None:
+    ipv6 = root_run.ipv6
+    assert ipv6 is not None
+    log = ipv6.host_log.read_text()
+
+    assert root_run.baseline["host_ipv6"].output == "200"
+    assert root_run.enforced["host_ipv6"].code != 0
+    assert root_run.enforced["host_ipv6"].output == "000"
+    assert ipv6.retry.output == "000"
+    assert f"{IPV6_HOST_PORT} GET /off" in log
+    assert "GET /on" not in log
+    assert "GET /retry" not in log
+    assert ipv6.reject_packets_after > ipv6.reject_packets_before
+
+
+def test_ipv6_to_other_sandbox_rejected(root_run: Run) -> None:
+    assert root_run.baseline["peer_ipv6"].output == "200"
+    assert root_run.enforced["peer_ipv6"].code != 0
+    assert root_run.enforced["peer_ipv6"].output == "000"
+
+
+def test_setup_enables_ipv6_bridge_filtering(root_run: Run) -> None:
+    setting = firewall.BRIDGE_NF_CALL_IP6
+    previous = setting.read_text()
+    setting.write_text("0\n")
+    try:
+        changes = host.setup_network(root_run.config, POLICY)
+        value = setting.read_text().strip()
+    finally:
+        setting.write_text(previous)
+
+    assert value == "1"
+    assert f"enabled {setting.name} for traffic between sandboxes" in changes
 
 
 def test_dns_over_tls_port_fails(run: Run) -> None:
