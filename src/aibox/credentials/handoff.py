@@ -114,6 +114,12 @@ def create_directory(
             hint="Run aibox as root, or use rootless Podman.",
         )
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if not rootless:
+        # Root-run sandboxes share uids 1000 and 1001 with the host's accounts of
+        # those numbers; a root-only parent keeps those accounts out while the
+        # runtime, running as root, still mounts the directory.
+        os.chown(root.parent, 0, 0)
+        os.chmod(root.parent, 0o700)
     mounted = False
     if filesystem_type(root) not in TMPFS_TYPES:
         if rootless:

@@ -124,9 +124,15 @@ def proxy_command(
     return command
 
 
-def payload_log_dir(sandbox_id: str) -> Path:
-    """Return the host directory that holds one sandbox's LLM payload log."""
-    return paths.log_dir() / "llm" / sandbox_id
+def payload_log_dir(sandbox_id: str, rootless: bool = True) -> Path:
+    """Return the host directory that contains one sandbox's LLM payload log.
+
+    Root-run sandboxes write theirs below a root-only directory, because their
+    uid 1001 is whichever host account has that number.
+    """
+    if rootless:
+        return paths.log_dir() / "llm" / sandbox_id
+    return paths.log_dir() / "llm" / "root-run" / sandbox_id
 
 
 def payload_log_mount_args(sandbox_id: str, rootless: bool) -> list[str]:
@@ -135,9 +141,12 @@ def payload_log_mount_args(sandbox_id: str, rootless: bool) -> list[str]:
     The directory belongs to uid 1001 inside the sandbox, so the proxy can write
     the log and the developer's uid 1000 can neither read nor change it.
     """
-    directory = payload_log_dir(sandbox_id)
+    directory = payload_log_dir(sandbox_id, rootless)
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        if not rootless:
+            os.chown(directory.parent, 0, 0)
+            os.chmod(directory.parent, 0o700)
         if rootless:
             # A directory that an earlier start handed to uid 1001 already has
             # its mode and group, and only the user namespace may change it.

@@ -191,6 +191,28 @@ CHECKS: list[Check] = [
 ]
 
 
+def network_results(context: DoctorContext) -> list[CheckResult]:
+    """Run the host-side egress checks: ruleset, rendered files, Squid, CoreDNS."""
+    from aibox.network.checks import host_checks
+
+    if context.config is None:
+        return [CheckResult("network", "fail", "skipped: the config is invalid")]
+    try:
+        checks = host_checks(context.config)
+    except AiboxError as exc:
+        return [CheckResult("network", "fail", exc.message, exc.hint)]
+    return [
+        CheckResult(
+            f"network: {check.name}",
+            "ok" if check.ok else "fail",
+            check.detail,
+            check.hint,
+        )
+        for check in checks
+    ]
+
+
 def run_checks(config_path: Path | None) -> list[CheckResult]:
     context = DoctorContext(config_path=config_path)
-    return [check(context) for check in CHECKS]
+    results = [check(context) for check in CHECKS]
+    return results + network_results(context)

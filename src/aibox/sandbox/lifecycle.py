@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str], None]
 
+CGROUP_V2_CONTROLLERS = Path("/sys/fs/cgroup/cgroup.controllers")
+
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -91,6 +93,22 @@ def start_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_denied_paths(workspace: Path, policy_data: Mapping[str, Any]) -> None:
+    """Raise UsageError when ``workspace`` is a path the policy's filesystem denies.
+
+    ``~`` in a deny entry is the invoking user's home directory.
+    """
+    section = policy_data.get("filesystem") or {}
+    for entry in section.get("deny") or []:
+        denied = Path(os.path.expanduser(str(entry))).resolve()
+        if workspace == denied or denied in workspace.parents:
+            raise UsageError(
+                f"workspace {workspace} is inside {entry}, which the effective "
+                "policy's filesystem.deny lists",
+                hint="Pass a project directory outside the denied paths.",
+            )
 
 
 def effective_resources(
@@ -163,6 +181,7 @@ def start(
     except PolicyViolationError as exc:
         _record_denial(sandbox, config.image, "policy.effective", exc, "")
         raise
+    check_denied_paths(sandbox.workspace, policy.data)
     resources = effective_resources(config, policy.data)
     runtime_settings(policy.data)
     engine = podman or Podman.locate(config.runtime)
@@ -181,6 +200,13 @@ def start(
         raise
     if warning:
         warnings.append(warning)
+    if engine.rootless and not CGROUP_V2_CONTROLLERS.exists():
+        # NOTE: rootless Podman can only apply limits through a delegated
+        # cgroup v2 tree; on cgroup v1 hosts the limits are silently dropped.
+        warnings.append(
+            "this host has no cgroup v2, so rootless Podman cannot apply the CPU, "
+            "memory and pids limits; the sandbox runs without them"
+        )
     if policy.rootless and not engine.rootless:
         # NOTE: root-run sandboxes stay allowed for administrators and CI; the
         # policy's rootless requirement is reported, not enforced, for them.

@@ -84,6 +84,32 @@ def filesystem_of(path: Path, mounts: list[MountEntry]) -> MountEntry | None:
     return best
 
 
+# Directories whose contents are the host's own state, devices or kernel views.
+# Mounting one writable into the sandbox would hand the agent the host's files.
+SYSTEM_DIRECTORIES = tuple(
+    Path(path)
+    for path in (
+        "/proc",
+        "/sys",
+        "/dev",
+        "/etc",
+        "/usr",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/boot",
+        "/run",
+        "/var/log",
+        "/var/lib",
+        "/var/cache",
+        "/var/run",
+        "/opt/aibox",
+    )
+)
+
+
 def validate_workspace(
     workspace: Path, home: Path | None = None, mounts_file: Path = Path("/proc/mounts")
 ) -> Path:
@@ -109,6 +135,20 @@ def validate_workspace(
         raise UsageError(
             f"workspace must not be the home directory: {real}",
             hint="Pass a project directory inside it with --workspace.",
+        )
+    if real in home_path.parents:
+        raise UsageError(
+            f"workspace must not contain the home directory: {real}",
+            hint="Pass a project directory inside your home with --workspace.",
+        )
+    system = next(
+        (top for top in SYSTEM_DIRECTORIES if real == top or top in real.parents),
+        None,
+    )
+    if system is not None:
+        raise UsageError(
+            f"workspace {real} is a system directory (under {system})",
+            hint="Pass a project directory, for example one under your home.",
         )
     try:
         mounts = parse_mounts(mounts_file.read_text("utf-8", errors="replace"))

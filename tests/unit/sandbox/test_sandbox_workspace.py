@@ -72,3 +72,31 @@ def test_longest_mount_point_wins() -> None:
     assert ws.filesystem_of(Path("/mnt/ok/p"), entries).fs_type == "xfs"  # type: ignore[union-attr]
     assert ws.filesystem_of(Path("/mnt/other"), entries).fs_type == "9p"  # type: ignore[union-attr]
     assert ws.filesystem_of(Path("/mntx"), entries).fs_type == "ext4"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "directory",
+    ["/proc", "/dev", "/etc", "/usr/share", "/run", "/var/log", "/var/lib"],
+)
+def test_system_directories_rejected(directory: str) -> None:
+    with pytest.raises(UsageError, match="system directory"):
+        ws.validate_workspace(Path(directory), home=Path("/nonexistent-home"))
+
+
+def test_ancestor_of_home_rejected(tmp_path: Path) -> None:
+    home = tmp_path / "home" / "dev"
+    home.mkdir(parents=True)
+    with pytest.raises(UsageError, match="must not contain the home directory"):
+        ws.validate_workspace(tmp_path / "home", home=home)
+
+
+def test_denied_path_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aibox.sandbox.lifecycle import check_denied_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    secrets_dir = tmp_path / ".ssh" / "project"
+    secrets_dir.mkdir(parents=True)
+    policy = {"filesystem": {"deny": ["~/.ssh", "/var/run/docker.sock"]}}
+    with pytest.raises(UsageError, match=r"filesystem\.deny"):
+        check_denied_paths(secrets_dir.resolve(), policy)
+    check_denied_paths((tmp_path / "elsewhere").resolve(), policy)
