@@ -194,6 +194,11 @@ def check_command(app: AppContext, workspace: Path, command: tuple[str, ...]) ->
 @_log_option
 def verify_log_command(log_path: Path | None) -> int:
     """Check the decision log's hash chain across rotated files."""
+    if log_path is not None and not log_path.exists():
+        raise UsageError(
+            f"decision log not found: {log_path}",
+            hint="Pass the path of an existing decisions.jsonl with --log.",
+        )
     result = decisions.verify_log(decisions.open_log(log_path))
     if result.ok:
         out.print(

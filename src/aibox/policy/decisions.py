@@ -156,6 +156,9 @@ class DecisionLog:
             "seq": 1 if last is None else int(last["seq"]) + 1,
             "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
             **fields,
+            # The writer's real uid, because the "user" field comes from the
+            # login name in the environment, which the caller controls.
+            "uid": os.getuid(),
             "prev_hash": GENESIS_HASH if last is None else last["hash"],
         }
         record["hash"] = record_hash(record)

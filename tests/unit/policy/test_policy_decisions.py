@@ -53,7 +53,9 @@ def test_records_chain_from_genesis(log_dir: Path) -> None:
     assert second["ts"].endswith("+00:00")
     stored = [json.loads(line) for line in lines(log_dir / "decisions.jsonl")]
     assert stored == [first, second]
-    assert list(stored[0]) == list(decisions.RECORD_FIELDS)
+    fields = list(decisions.RECORD_FIELDS)
+    assert list(stored[0]) == [*fields[:-2], "uid", *fields[-2:]]
+    assert stored[0]["uid"] == os.getuid()
 
 
 def test_verify_accepts_intact_log(log_dir: Path) -> None:
