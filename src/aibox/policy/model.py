@@ -22,6 +22,8 @@ from pydantic import (
     field_validator,
 )
 
+from aibox.errors import UsageError
+from aibox.network.allowlist import validate_host
 from aibox.policy.units import (
     format_duration,
     format_size,
@@ -109,6 +111,15 @@ class AllowEntry(_Section):
             name = host.strip().lower().rstrip(".")
             if not _HOST.match(name):
                 raise ValueError(f"invalid host name {host!r}")
+            if "*" not in name:
+                # Wildcards pass here so the org's Rego rule can name them; every
+                # other name must also be one that Squid and CoreDNS accept.
+                try:
+                    validate_host(name, "network.allow")
+                except UsageError as exc:
+                    raise ValueError(
+                        exc.message.removeprefix("network.allow: ")
+                    ) from None
             hosts.append(name)
         return tuple(sorted(set(hosts)))
 
