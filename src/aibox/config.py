@@ -189,7 +189,8 @@ def config_from_mapping(data: Any, source: str) -> Config:
         first = _describe_error(exc.errors()[0])
         raise ConfigError(
             f"{source}: {first}",
-            hint="See 'aibox config' defaults in the README for accepted keys.",
+            hint="Compare with the defaults that 'aibox setup' writes to "
+            "~/.config/aibox/config.yaml.",
         ) from None
 
 

@@ -54,8 +54,8 @@ def add_command(
     if extra:
         # Click would echo an unexpected argument, which may be the secret itself.
         raise UsageError(
-            f"aibox auth add takes only the credential name ({name}); "
-            f"{len(extra)} more argument(s) were given and ignored",
+            f"aibox auth add takes only the credential name ({name}), but "
+            f"{len(extra)} more argument(s) were given; nothing was stored",
             hint=f"Run 'aibox auth add {name}' and type the value at the prompt, "
             "or pipe it with --stdin.",
         )
