@@ -51,7 +51,24 @@ def read_pid(pidfile: Path) -> int | None:
         return None
     except PermissionError:
         return pid
+    if _is_zombie(pid):
+        # A killed daemon whose parent never reaps it still answers kill(pid, 0).
+        return None
     return pid
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def _remove_stale_pidfile(pidfile: Path) -> None:
+    """Delete ``pidfile`` when its process is gone, so a new daemon can start."""
+    if read_pid(pidfile) is None:
+        pidfile.unlink(missing_ok=True)
 
 
 def proxy_answers(address: str, port: int, timeout: float = 2.0) -> bool:
@@ -137,6 +154,7 @@ def start_squid(settings: NetworkSettings) -> None:
 
 
 def _start_squid_daemon(settings: NetworkSettings) -> None:
+    _remove_stale_pidfile(squid_pidfile(settings))
     run_tool(
         ["squid", "-f", str(settings.squid_conf), "-n", settings.squid_service],
         hint=f"See {settings.proxy_cache_log}.",
@@ -253,6 +271,7 @@ def restart_coredns(settings: NetworkSettings) -> None:
 
 def _start_supervised_coredns(settings: NetworkSettings) -> None:
     pidfile = coredns_pidfile(settings)
+    _remove_stale_pidfile(pidfile)
     subprocess.run(
         [
             sys.executable,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -1003,3 +1004,31 @@ def test_rootless_start_check_passes(
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr
+
+
+def test_setup_restarts_killed_services(enforced_host: EnforcedHost) -> None:
+    # A reboot or a session end kills the daemons but keeps their pid files; the
+    # killed Squid may linger as a zombie when its parent never reaps it.
+    settings = network_settings(enforced_host.config)
+    for pidfile in (
+        services.squid_pidfile(settings),
+        services.coredns_pidfile(settings),
+    ):
+        pid = services.read_pid(pidfile)
+        assert pid is not None
+        daemon = psutil.Process(pid)
+        for process in [*daemon.children(recursive=True), daemon]:
+            process.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and services.proxy_answers(
+        settings.loopback, settings.proxy_port, timeout=0.5
+    ):
+        time.sleep(0.1)
+    assert not services.proxy_answers(settings.loopback, settings.proxy_port, 0.5)
+
+    changes = host.setup_network(enforced_host.config, POLICY)
+
+    assert "started Squid" in changes
+    assert "started CoreDNS" in changes
+    assert services.proxy_answers(settings.loopback, settings.proxy_port)
+    assert services.dns_answers(settings.loopback, settings.dns_port)
