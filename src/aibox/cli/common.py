@@ -51,13 +51,34 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def _workspace_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+    if value == "":
+        raise click.BadParameter(
+            "an empty path is not a workspace; pass a directory, or leave the "
+            "option out to use the current directory",
+            ctx=ctx,
+            param=param,
+        )
+    return Path(value)
+
+
 def workspace_option(function: Any) -> Any:
     """Add ``--workspace DIR`` (default: the current directory) to a command."""
     return click.option(
         "--workspace",
         "-w",
-        type=click.Path(path_type=Path, file_okay=True, dir_okay=True),
-        default=Path("."),
+        type=click.Path(file_okay=True, dir_okay=True),
+        default=".",
+        callback=_workspace_path,
         show_default="current directory",
         help="Workspace directory mounted at /workspace.",
     )(function)
+
+
+def printable(text: str) -> str:
+    """Escape control characters so text from a command line cannot drive the
+    terminal that shows it."""
+    return "".join(
+        char if char in "\n\t" or char.isprintable() else f"\\x{ord(char):02x}"
+        for char in text
+    )

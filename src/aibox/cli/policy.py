@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from aibox.cli.common import AppContext, out, pass_app, print_json, workspace_option
+from aibox.cli.common import (
+    AppContext,
+    out,
+    pass_app,
+    print_json,
+    printable,
+    workspace_option,
+)
 from aibox.errors import EXIT_FAILURE, AiboxError, UsageError
 from aibox.policy import decisions
 from aibox.policy.effective import (
@@ -173,7 +180,7 @@ def check_command(app: AppContext, workspace: Path, command: tuple[str, ...]) ->
         rule=result.rule,
         reason=reason,
     )
-    out.print(f"{result.decision}: {' '.join(command)}", markup=False)
+    out.print(f"{result.decision}: {printable(' '.join(command))}", markup=False)
     out.print(f"rule: {result.rule} (risk {result.risk})", markup=False)
     if result.decision == "review":
         out.print(
@@ -232,7 +239,7 @@ def explain_command(entry: int | None, last: bool, log_path: Path | None) -> int
             f"decision log {decision_log.path} has no {requested}",
             hint="List the log with 'tail decisions.jsonl' or run 'aibox start' first.",
         )
-    out.print(explain_record(record), markup=False)
+    out.print(printable(explain_record(record)), markup=False)
     return 0
 
 
