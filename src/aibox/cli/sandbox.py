@@ -15,6 +15,7 @@ from aibox.cli.common import (
     warn,
     workspace_option,
 )
+from aibox.errors import UsageError
 from aibox.sandbox import lifecycle, status
 
 
@@ -47,14 +48,33 @@ def start(app: AppContext, workspace: Path) -> int:
     "--purge", is_flag=True, help="Also remove the home, toolpacks and cache volumes."
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before removing volumes.")
+@click.option(
+    "--name",
+    default=None,
+    help="Stop the sandbox container NAME instead, for a moved or deleted workspace.",
+)
 @pass_app
-def stop(app: AppContext, workspace: Path, purge: bool, yes: bool) -> int:
+def stop(
+    app: AppContext, workspace: Path, purge: bool, yes: bool, name: str | None
+) -> int:
     """Stop and remove the sandbox container; volumes are kept unless --purge."""
+    if name is not None:
+        if purge:
+            raise UsageError(
+                "--purge cannot be combined with --name",
+                hint="Stop by name first, then purge from a workspace.",
+            )
+        stopped = lifecycle.stop_by_name(app.config, name)
+        out.print(f"Sandbox {name} {'stopped' if stopped else 'not found'}.")
+        return 0 if stopped else 1
     removed = lifecycle.stop(app.config, workspace)
     if removed:
         out.print(f"Sandbox for {workspace.resolve()} stopped.")
     else:
-        out.print(f"No sandbox is running for {workspace.resolve()}.")
+        out.print(
+            f"No sandbox is running for {workspace.resolve()}. If its workspace "
+            "moved, stop it with 'aibox stop --name NAME' (see 'podman ps')."
+        )
     if purge:
         question = "Remove your aibox home, toolpacks and cache volumes?"
         if not yes and not click.confirm(question, default=False, err=True):

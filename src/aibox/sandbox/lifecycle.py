@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,20 +76,33 @@ def lock_path(name: str) -> Path:
     return paths.user_state_dir() / "locks" / f"{name}.lock"
 
 
+STOP_WAIT_SECONDS = 180.0
+
+
 @contextlib.contextmanager
-def start_lock(name: str) -> Iterator[None]:
-    """Hold the start lock for ``name``; raise AiboxError if another start holds it."""
+def start_lock(name: str, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the start lock for ``name``.
+
+    With ``wait_seconds`` 0 a held lock raises AiboxError at once; otherwise the
+    caller waits up to that long for the other process, as ``stop`` does so that
+    a stop issued during a start removes the sandbox that start creates.
+    """
     path = lock_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
     with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AiboxError(
-                f"sandbox {name} is already being started by another aibox process "
-                f"(lock {path})",
-                hint="Wait for that start to finish, then run 'aibox status'.",
-            ) from None
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AiboxError(
+                        f"sandbox {name} is already being started by another "
+                        f"aibox process (lock {path})",
+                        hint="Wait for that start to finish, then run 'aibox status'.",
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:
@@ -419,14 +433,35 @@ def _undo(config: Config, engine: Podman, sandbox: Sandbox, created: _Created) -
 def stop(config: Config, workspace: Path, podman: Podman | None = None) -> bool:
     """Remove the sandbox container, keep its volumes; return False if none existed."""
     sandbox = Sandbox.for_workspace(workspace)
+    return _stop(config, sandbox, podman or Podman.locate(config.runtime))
+
+
+def stop_by_name(config: Config, name: str, podman: Podman | None = None) -> bool:
+    """Stop the sandbox container ``name``, for a workspace that moved or is gone."""
+    user = ws.current_user()
+    if not name.startswith(f"aibox-{user}-"):
+        raise UsageError(
+            f"{name} is not one of your sandboxes (they are named aibox-{user}-...)",
+            hint="List them with 'podman ps --filter label=io.aibox.version'.",
+        )
     engine = podman or Podman.locate(config.runtime)
-    data = engine.inspect_container(sandbox.name)
+    data = engine.inspect_container(name)
     if data is None:
         return False
     labels = (data.get("Config") or {}).get("Labels") or {}
-    engine.remove_container(sandbox.name)
-    enforcement.detach_sandbox_network(sandbox.name)
-    credentials.revoke_sandbox_credentials(config, sandbox.name)
+    workspace = Path(str(labels.get(f"{security.LABEL_PREFIX}.workspace", "/")))
+    return _stop(config, Sandbox(workspace=workspace, user=user, name=name), engine)
+
+
+def _stop(config: Config, sandbox: Sandbox, engine: Podman) -> bool:
+    with start_lock(sandbox.name, wait_seconds=STOP_WAIT_SECONDS):
+        data = engine.inspect_container(sandbox.name)
+        if data is None:
+            return False
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        engine.remove_container(sandbox.name)
+        enforcement.detach_sandbox_network(sandbox.name)
+        credentials.revoke_sandbox_credentials(config, sandbox.name)
     _record_decision(
         "container_stop",
         sandbox,
