@@ -83,9 +83,9 @@ STOP_WAIT_SECONDS = 180.0
 def start_lock(name: str, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold the start lock for ``name``.
 
-    With ``wait_seconds`` 0 a held lock raises AiboxError at once; otherwise the
-    caller waits up to that long for the other process, as ``stop`` does so that
-    a stop issued during a start removes the sandbox that start creates.
+    With ``wait_seconds`` 0 a held lock raises AiboxError at once. Otherwise the
+    caller waits up to that long for the other process. ``stop`` waits, so a stop
+    issued during a start removes the sandbox that start creates.
     """
     path = lock_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1007,8 +1007,8 @@ def test_rootless_start_check_passes(
 
 
 def test_setup_restarts_killed_services(enforced_host: EnforcedHost) -> None:
-    # A reboot or a session end kills the daemons but keeps their pid files; the
-    # killed Squid may linger as a zombie when its parent never reaps it.
+    # Killed daemons leave their pid files behind, and a killed Squid lingers as
+    # a zombie when its parent never reaps it.
     settings = network_settings(enforced_host.config)
     for pidfile in (
         services.squid_pidfile(settings),
