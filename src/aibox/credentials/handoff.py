@@ -116,8 +116,8 @@ def create_directory(
     root.mkdir(parents=True, exist_ok=True, mode=0o755)
     if not rootless:
         # Root-run sandboxes share uids 1000 and 1001 with the host's accounts of
-        # those numbers; a root-only parent keeps those accounts out while the
-        # runtime, running as root, still mounts the directory.
+        # those numbers. A root-only parent keeps those accounts out, and the
+        # runtime still mounts the directory because it runs as root.
         os.chown(root.parent, 0, 0)
         os.chmod(root.parent, 0o700)
     mounted = False

@@ -149,7 +149,7 @@ class PayloadLog:
         self._thread.start()
 
     def submit(self, exchange: Exchange) -> None:
-        """Queue an exchange for writing; never blocks."""
+        """Queue an exchange without blocking; drop it when the queue is full."""
         try:
             self._queue.put_nowait(exchange)
         except queue.Full:

@@ -153,7 +153,7 @@ def payload_log_mount_args(sandbox_id: str, rootless: bool) -> list[str]:
             if directory.stat().st_uid == os.getuid():
                 # NOTE: rootless runsc ignores the user namespace mapping on bind
                 # mounts, so uid 1001 is "other" there and needs write and search
-                # permission; uid 1000 then can append to the log but not list it.
+                # permission. uid 1000 can then append to the log but not list it.
                 os.chmod(directory, 0o733)  # noqa: S103 - see the NOTE above
                 # The setgid log directory hands down the aibox group, which is
                 # not mapped in the user namespace; chown there needs a mapped
@@ -237,9 +237,9 @@ def start_llm_proxy(
     data = engine.inspect_container(container) or {}
     if data.get("OCIRuntime") == "runsc":
         command = [*CONFINE_PREFIX, *command]
-    # The payload log directory is mounted by payload_log_mount_args; without it
-    # the proxy exits at start and this function raises, so the sandbox does not
-    # run unaccounted.
+    # payload_log_mount_args mounts the payload log directory. Without it the
+    # proxy exits at start and this function raises, so no sandbox runs
+    # without a payload log.
     engine.run(
         ["exec", "--detach", "--user", f"{PROXY_UID}:{PROXY_UID}", container, *command],
         timeout=30,

@@ -52,7 +52,7 @@ def read_pid(pidfile: Path) -> int | None:
     except PermissionError:
         return pid
     if _is_zombie(pid):
-        # A killed daemon whose parent never reaps it still answers kill(pid, 0).
+        # kill(pid, 0) succeeds for a killed daemon whose parent never reaps it.
         return None
     return pid
 

@@ -97,7 +97,7 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ImageStatus:
-    """What exists of the sandbox image for the current recipe."""
+    """The presence and freshness of the sandbox image for the current recipe."""
 
     image: str
     present: bool

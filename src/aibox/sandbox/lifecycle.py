@@ -55,7 +55,7 @@ class Sandbox:
 
 @dataclass
 class StartResult:
-    """What ``start`` did: ``created``, ``restarted`` or ``already-running``."""
+    """The outcome of ``start``: ``created``, ``restarted`` or ``already-running``."""
 
     sandbox: Sandbox
     action: str
@@ -65,7 +65,7 @@ class StartResult:
 
 @dataclass
 class _Created:
-    """What one start created, so a failure can remove exactly that."""
+    """The resources one start created, so a failure removes exactly those."""
 
     volumes: list[str] = field(default_factory=list)
     container: str | None = None
@@ -295,7 +295,7 @@ def _record_denial(
             reason=f"start refused: {'; '.join(violations)}",
         )
     except (AiboxError, OSError) as exc:
-        log.error("cannot record the refused start of %s: %s", sandbox.name, exc)
+        log.error("failed to record the refused start of %s: %s", sandbox.name, exc)
 
 
 def _note(warnings: list[str], warning: str | None) -> None:

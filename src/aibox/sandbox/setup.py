@@ -31,7 +31,7 @@ Notify = Callable[[str], None]
 
 @dataclass
 class SetupContext:
-    """What the steps share: config, progress output and collected warnings."""
+    """The state shared by the steps: config, progress output and warnings."""
 
     config: Config
     notify: Notify
